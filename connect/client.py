@@ -1,0 +1,32 @@
+"""The one async StripeClient a process uses, built from plain values (never from app settings)."""
+
+from __future__ import annotations
+
+import stripe
+
+
+def build_stripe_client(
+    api_key: str, *, api_base: str | None = None, max_network_retries: int = 2
+) -> stripe.StripeClient:
+    """An async-capable client over HTTPX; `api_base` points it at the sandbox instead of Stripe.
+
+    stripe-python retries network errors, 409s, 429s and 5xx with the same idempotency key when
+    `max_network_retries` > 0 (it defaults to 0 on a client, hence set here).
+    """
+    base_addresses: dict[str, str] = {}
+    if api_base:
+        base_addresses = {"api": api_base, "connect": api_base, "files": api_base}
+    return stripe.StripeClient(
+        api_key,
+        http_client=stripe.HTTPXClient(),
+        base_addresses=base_addresses,  # type: ignore[arg-type]
+        max_network_retries=max_network_retries,
+    )
+
+
+async def close_stripe_client(client: stripe.StripeClient) -> None:
+    """Close the client's HTTPX pools (sync and async); call once at shutdown."""
+    requestor = getattr(client, "_requestor", None)  # the SDK exposes no public close on the client
+    http_client = getattr(requestor, "_client", None)
+    if isinstance(http_client, stripe.HTTPXClient):
+        await http_client.close_async()  # type: ignore[no-untyped-call]

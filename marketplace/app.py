@@ -1,0 +1,97 @@
+"""The app factory: assembles settings, logging, the database, Stripe, arq and every package's routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import stripe
+from arq.connections import ArqRedis
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from connect.client import build_stripe_client, close_stripe_client
+from marketplace import routes
+from marketplace.auth.guards import current_principal
+from marketplace.db import start_database, stop_database
+from marketplace.observability import RequestIdMiddleware, configure_logging
+from marketplace.problems import exception_handlers
+from marketplace.queue import arq_pool
+from marketplace.settings import Settings, get_settings
+
+API_VERSION = "0.1.0"
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Marketplace API",
+        version=API_VERSION,
+        description="A Stripe Connect marketplace: sellers onboard as connected accounts, buyers pay "
+        "through Stripe Checkout, the platform keeps a fee. Errors are RFC 9457 problem details.",
+        components=Components(
+            security_schemes={
+                "BearerToken": SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    description="A token from sign-up or `marketplace admin create-token`.",
+                )
+            }
+        ),
+        render_plugins=[SwaggerRenderPlugin()],
+        path="/schema",
+    )
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the ASGI app; `settings` defaults to the environment's (validated)."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.secret_values())
+
+    @asynccontextmanager
+    async def resources(app: Litestar) -> AsyncIterator[None]:
+        await start_database(settings.database_url.reveal())
+        app.state.arq = arq_pool(settings.redis_url.reveal())
+        app.state.stripe = build_stripe_client(
+            settings.stripe_secret_key.reveal(),
+            api_base=settings.stripe_api_base,
+            max_network_retries=settings.stripe_max_network_retries,
+        )
+        try:
+            yield
+        finally:
+            await close_stripe_client(app.state.stripe)
+            await app.state.arq.aclose()
+            await stop_database()
+
+    def provide_settings() -> Settings:
+        return settings
+
+    def provide_stripe(state: State) -> stripe.StripeClient:
+        client: stripe.StripeClient = state.stripe
+        return client
+
+    def provide_arq(state: State) -> ArqRedis:
+        pool: ArqRedis = state.arq
+        return pool
+
+    app = Litestar(
+        route_handlers=routes.route_handlers(),
+        dependencies={
+            "settings": Provide(provide_settings, sync_to_thread=False),
+            "stripe_client": Provide(provide_stripe, sync_to_thread=False),
+            "arq": Provide(provide_arq, sync_to_thread=False),
+            "principal": Provide(current_principal),
+        },
+        lifespan=[resources],
+        exception_handlers=exception_handlers,
+        openapi_config=openapi_config(),
+        state=State({"settings": settings}),
+        debug=False,
+    )
+    # Outermost, so routing errors (404/405) carry the request id too.
+    app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
+    return app

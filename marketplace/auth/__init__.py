@@ -1,0 +1,1 @@
+"""Principals (sellers, buyers, platform admins), bearer tokens stored as hashes, guards, ownership."""

@@ -1,0 +1,54 @@
+"""The one Piccolo engine every table binds to, and its lifecycle.
+
+Tables are declared with `db=DB` so importing them never depends on environment variables; the
+engine learns its DSN from settings when the process starts (`configure_database`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from piccolo.engine.postgres import PostgresEngine
+
+os.environ.setdefault("PICCOLO_CONF", "marketplace.piccolo_conf")
+
+DB = PostgresEngine(config={"dsn": os.environ.get("DATABASE_URL", "postgresql://localhost/marketplace")})
+
+
+def configure_database(url: str) -> None:
+    """Point the engine at `url`; call before the pool starts."""
+    DB.config = {"dsn": url}
+
+
+_users = 0
+
+
+async def start_database(url: str, max_size: int = 10) -> None:
+    """Open the pool (lazily connecting, so the process starts while PostgreSQL is down).
+
+    Reference-counted: an API and a worker sharing one process (tests, the dev runner) share one pool.
+    """
+    global _users
+    _users += 1
+    if DB.pool is not None:
+        return
+    configure_database(url)
+    await DB.start_connection_pool(min_size=0, max_size=max_size, command_timeout=30)
+
+
+async def stop_database() -> None:
+    global _users
+    _users = max(0, _users - 1)
+    if _users == 0 and DB.pool is not None:
+        await DB.close_connection_pool()
+        DB.pool = None
+
+
+async def ping_database(timeout: float = 2.0) -> None:
+    """Raise if PostgreSQL does not answer a trivial query within `timeout` seconds."""
+    pool = DB.pool
+    if pool is None:
+        await asyncio.wait_for(DB._run_in_new_connection("SELECT 1"), timeout)
+    else:
+        await asyncio.wait_for(pool.fetchval("SELECT 1"), timeout)

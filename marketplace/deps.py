@@ -1,0 +1,17 @@
+"""Typed names for the dependencies the app factory provides, for route handler signatures."""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import stripe
+from arq.connections import ArqRedis
+from litestar.di import NamedDependency
+
+from marketplace.auth.service import AuthenticatedPrincipal
+from marketplace.settings import Settings
+
+SettingsDep: TypeAlias = NamedDependency[Settings]
+StripeDep: TypeAlias = NamedDependency[stripe.StripeClient]
+ArqDep: TypeAlias = NamedDependency[ArqRedis]
+PrincipalDep: TypeAlias = NamedDependency[AuthenticatedPrincipal]

@@ -1,0 +1,264 @@
+"""Settings read once from the environment, validated at start, secrets masked everywhere.
+
+Every problem found is reported in one `SettingsError`, one line per problem, so an operator fixes
+the whole environment in one go instead of one variable per restart.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import urlsplit
+
+AppEnv = Literal["development", "test", "production"]
+AccountProfile = Literal["platform_managed", "seller_managed"]
+
+APP_ENVS: tuple[AppEnv, ...] = ("development", "test", "production")
+ACCOUNT_PROFILES: tuple[AccountProfile, ...] = ("platform_managed", "seller_managed")
+LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
+TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
+
+
+class Secret:
+    """A string that never shows itself in repr, str or f-strings; call `.reveal()` to use it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __format__(self, format_spec: str) -> str:
+        return repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+class SettingsError(Exception):
+    """The environment is not a valid configuration; `problems` lists every reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True, slots=True)
+class FeeSettings:
+    """Platform fee policy inputs: basis points plus a fixed amount (minor units) per currency."""
+
+    basis_points: int = 1000
+    fixed_minor: int = 0
+    minimum_minor: int = 0
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_env: AppEnv
+    database_url: Secret
+    redis_url: Secret
+    stripe_secret_key: Secret
+    stripe_api_base: str | None
+    webhook_secrets_platform: tuple[Secret, ...]
+    webhook_secrets_connect: tuple[Secret, ...]
+    public_base_url: str
+    seller_return_url: str
+    allowed_redirect_origins: tuple[str, ...]
+    default_account_profile: AccountProfile = "platform_managed"
+    allow_seller_account_profile: bool = False
+    fees: FeeSettings = field(default_factory=FeeSettings)
+    webhook_tolerance_seconds: int = 300
+    webhook_max_body_bytes: int = 512 * 1024
+    event_max_attempts: int = 8
+    event_retention_days: int = 30
+    event_lease_seconds: int = 60
+    stripe_max_network_retries: int = 2
+    log_level: str = "INFO"
+
+    @property
+    def livemode(self) -> bool:
+        """Whether the configured key is a live-mode key (events must then have livemode=true)."""
+        return self.stripe_secret_key.reveal().startswith(LIVE_KEY_PREFIXES)
+
+    @property
+    def uses_sandbox(self) -> bool:
+        return self.stripe_api_base is not None
+
+    def secret_values(self) -> list[str]:
+        """Every secret string, for the log redactor."""
+        values = [self.stripe_secret_key.reveal()]
+        values += [s.reveal() for s in self.webhook_secrets_platform + self.webhook_secrets_connect]
+        for url in (self.database_url.reveal(), self.redis_url.reveal()):
+            password = urlsplit(url).password
+            if password:
+                values.append(password)
+        return [v for v in values if len(v) >= 6]
+
+
+def _split_secrets(raw: str) -> tuple[Secret, ...]:
+    return tuple(Secret(part.strip()) for part in raw.split(",") if part.strip())
+
+
+def _origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, problems: list[str], minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        problems.append(f"{name} must be an integer, got {raw!r}")
+        return default
+    if value < minimum:
+        problems.append(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate settings; raise `SettingsError` listing every problem."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+
+    app_env = env.get("APP_ENV", "development")
+    if app_env not in APP_ENVS:
+        problems.append(f"APP_ENV must be one of {', '.join(APP_ENVS)}, got {app_env!r}")
+        app_env = "development"
+
+    database_url = env.get("DATABASE_URL", "")
+    if not database_url:
+        problems.append("DATABASE_URL is required (postgresql://user:pass@host:5432/dbname)")
+    elif urlsplit(database_url).scheme not in ("postgres", "postgresql"):
+        problems.append("DATABASE_URL must be a postgresql:// URL")
+
+    redis_url = env.get("REDIS_URL", "")
+    if not redis_url:
+        problems.append("REDIS_URL is required (redis://host:6379/0)")
+    elif urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+        problems.append("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+
+    key = env.get("STRIPE_SECRET_KEY", "")
+    if not key:
+        problems.append("STRIPE_SECRET_KEY is required (sk_test_… outside production)")
+    elif not key.startswith(LIVE_KEY_PREFIXES + TEST_KEY_PREFIXES):
+        problems.append("STRIPE_SECRET_KEY must start with sk_test_, rk_test_, sk_live_ or rk_live_")
+    elif key.startswith(LIVE_KEY_PREFIXES) and app_env != "production":
+        problems.append(f"a live Stripe key is refused when APP_ENV={app_env}; use a test key")
+
+    api_base = env.get("STRIPE_API_BASE") or None
+    if api_base is not None:
+        if _origin(api_base) is None:
+            problems.append("STRIPE_API_BASE must be an http(s) URL")
+        if app_env == "production":
+            problems.append("STRIPE_API_BASE (the Stripe sandbox) is refused when APP_ENV=production")
+
+    platform_secrets = _split_secrets(env.get("STRIPE_WEBHOOK_SECRET_PLATFORM", ""))
+    connect_secrets = _split_secrets(env.get("STRIPE_WEBHOOK_SECRET_CONNECT", ""))
+    for name, secrets in (
+        ("STRIPE_WEBHOOK_SECRET_PLATFORM", platform_secrets),
+        ("STRIPE_WEBHOOK_SECRET_CONNECT", connect_secrets),
+    ):
+        if not secrets and app_env == "production":
+            problems.append(f"{name} is required in production (comma-separated for rotation)")
+        for secret in secrets:
+            if not secret.reveal().startswith("whsec_"):
+                problems.append(f"{name} entries must start with whsec_")
+                break
+
+    public_base_url = env.get("PUBLIC_BASE_URL", "http://127.0.0.1:" + env.get("PORT", "8000")).rstrip("/")
+    if _origin(public_base_url) is None:
+        problems.append("PUBLIC_BASE_URL must be an http(s) URL")
+    seller_return_url = env.get("SELLER_RETURN_URL", public_base_url + "/sellers/me")
+    if _origin(seller_return_url) is None:
+        problems.append("SELLER_RETURN_URL must be an http(s) URL")
+
+    origins: list[str] = []
+    for raw in env.get("ALLOWED_REDIRECT_ORIGINS", "").split(","):
+        if not raw.strip():
+            continue
+        origin = _origin(raw.strip())
+        if origin is None:
+            problems.append(f"ALLOWED_REDIRECT_ORIGINS entry {raw.strip()!r} is not an http(s) origin")
+        else:
+            origins.append(origin)
+    for url in (public_base_url, seller_return_url):
+        origin = _origin(url)
+        if origin and origin not in origins:
+            origins.append(origin)
+    if app_env == "production" and any(o.startswith("http://") for o in origins):
+        problems.append("redirect origins must use https in production")
+
+    profile = env.get("DEFAULT_ACCOUNT_PROFILE", "platform_managed")
+    if profile not in ACCOUNT_PROFILES:
+        problems.append(f"DEFAULT_ACCOUNT_PROFILE must be one of {', '.join(ACCOUNT_PROFILES)}")
+        profile = "platform_managed"
+
+    allow_choice = env.get("ALLOW_SELLER_ACCOUNT_PROFILE", "false").lower()
+    if allow_choice not in ("true", "false", "1", "0", "yes", "no"):
+        problems.append("ALLOW_SELLER_ACCOUNT_PROFILE must be true or false")
+
+    fee_bps = _int(env, "PLATFORM_FEE_BPS", 1000, problems)
+    if fee_bps > 10_000:
+        problems.append("PLATFORM_FEE_BPS must be at most 10000 (100%)")
+    fees = FeeSettings(
+        basis_points=fee_bps,
+        fixed_minor=_int(env, "PLATFORM_FEE_FIXED", 0, problems),
+        minimum_minor=_int(env, "PLATFORM_FEE_MINIMUM", 0, problems),
+    )
+
+    log_level = env.get("LOG_LEVEL", "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        problems.append("LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+
+    settings = Settings(
+        app_env=app_env,  # type: ignore[arg-type]  # narrowed by the membership check above
+        database_url=Secret(database_url),
+        redis_url=Secret(redis_url),
+        stripe_secret_key=Secret(key),
+        stripe_api_base=api_base.rstrip("/") if api_base else None,
+        webhook_secrets_platform=platform_secrets,
+        webhook_secrets_connect=connect_secrets,
+        public_base_url=public_base_url,
+        seller_return_url=seller_return_url,
+        allowed_redirect_origins=tuple(origins),
+        default_account_profile=profile,  # type: ignore[arg-type]
+        allow_seller_account_profile=allow_choice in ("true", "1", "yes"),
+        fees=fees,
+        webhook_tolerance_seconds=_int(env, "WEBHOOK_TOLERANCE_SECONDS", 300, problems, minimum=1),
+        webhook_max_body_bytes=_int(env, "WEBHOOK_MAX_BODY_BYTES", 512 * 1024, problems, minimum=1024),
+        event_max_attempts=_int(env, "EVENT_MAX_ATTEMPTS", 8, problems, minimum=1),
+        event_retention_days=_int(env, "EVENT_RETENTION_DAYS", 30, problems, minimum=1),
+        event_lease_seconds=_int(env, "EVENT_LEASE_SECONDS", 60, problems, minimum=5),
+        stripe_max_network_retries=_int(env, "STRIPE_MAX_NETWORK_RETRIES", 2, problems),
+        log_level=log_level,
+    )
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,63 @@
+"""The arq worker: its settings, startup (database, Stripe, pool) and every job and cron it runs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from arq import cron
+from arq.connections import ArqRedis
+from arq.worker import Worker
+
+from connect.client import build_stripe_client, close_stripe_client
+from marketplace.db import start_database, stop_database
+from marketplace.observability import configure_logging
+from marketplace.outbox.service import LogNotifier, deliver_pending
+from marketplace.queue import redis_settings_from_url
+from marketplace.settings import Settings, get_settings
+
+log = logging.getLogger("marketplace.worker")
+
+
+async def deliver_outbox(ctx: dict[str, Any]) -> int:
+    """Cron: send pending outbox messages."""
+    return await deliver_pending(ctx["notifier"])
+
+
+def build_worker(settings: Settings | None = None, *, redis_pool: ArqRedis | None = None, **overrides: Any) -> Worker:
+    """An arq Worker with every job of every package; `overrides` are passed to `Worker` (tests)."""
+    import webhooks.worker as webhook_jobs  # the assembly is the one place that knows webhooks
+
+    settings = settings or get_settings()
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        configure_logging(settings.log_level, settings.secret_values())
+        await start_database(settings.database_url.reveal(), max_size=5)
+        ctx["settings"] = settings
+        ctx["stripe"] = build_stripe_client(
+            settings.stripe_secret_key.reveal(),
+            api_base=settings.stripe_api_base,
+            max_network_retries=settings.stripe_max_network_retries,
+        )
+        ctx["notifier"] = LogNotifier()
+        log.info("worker started")
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        if "stripe" in ctx:
+            await close_stripe_client(ctx["stripe"])
+        await stop_database()
+
+    options: dict[str, Any] = {
+        "functions": [*webhook_jobs.FUNCTIONS],
+        "cron_jobs": [*webhook_jobs.cron_jobs(settings), cron(deliver_outbox, second={0, 15, 30, 45})],
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "redis_settings": redis_settings_from_url(settings.redis_url.reveal()),
+        "redis_pool": redis_pool,
+        "max_jobs": 20,
+        "job_timeout": 120,
+        "keep_result": 0,
+        "handle_signals": redis_pool is None,
+    }
+    options.update(overrides)
+    return Worker(**options)

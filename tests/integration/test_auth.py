@@ -1,0 +1,109 @@
+"""Sign-up, bearer tokens (hashed at rest), roles, and 404 for another principal's objects."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from marketplace.auth.service import AuthenticatedPrincipal, create_principal, get_owned_or_404
+from marketplace.auth.tables import ApiToken, Role
+from marketplace.auth.tokens import hash_token
+from marketplace.problems import NotFound
+from marketplace.sellers.tables import Seller
+from tests.support.factories import BuyerSignupFactory, SellerSignupFactory, payload
+
+Client = httpx.AsyncClient
+
+
+async def sign_up_seller(client: Client, **overrides: Any) -> dict[str, Any]:
+    response = await client.post("/sellers", json=payload(SellerSignupFactory, **overrides))
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_seller_signup_returns_token_once_and_stores_only_its_hash(client: Client) -> None:
+    body = await sign_up_seller(client)
+    token = body["token"]
+    assert token.startswith("mkt_")
+    rows = await ApiToken.select(ApiToken.token_hash).where(ApiToken.token_hash == hash_token(token))
+    assert len(rows) == 1
+    assert not await ApiToken.exists().where(ApiToken.token_hash == token)
+    me = await client.get("/buyers/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 403  # a seller token is not a buyer token
+    assert me.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_buyer_signup_and_profile(client: Client) -> None:
+    response = await client.post("/buyers", json=payload(BuyerSignupFactory, display_name="Ada"))
+    assert response.status_code == 201
+    token = response.json()["token"]
+    me = await client.get("/buyers/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200
+    assert me.json()["display_name"] == "Ada"
+    assert "token" not in me.json()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "Bearer", "Bearer mkt_not-a-real-token-000000000000", "Basic dXNlcjpwYXNz", "mkt_raw-token"],
+)
+async def test_missing_or_bad_token_is_401_problem(client: Client, header: str | None) -> None:
+    headers = {"Authorization": header} if header else {}
+    response = await client.get("/buyers/me", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    body = response.json()
+    assert body["status"] == 401
+    assert body["type"].endswith("unauthorized")
+
+
+async def test_revoked_token_is_refused(client: Client) -> None:
+    response = await client.post("/buyers", json=payload(BuyerSignupFactory))
+    token = response.json()["token"]
+    await ApiToken.update({ApiToken.revoked_at: ApiToken.created_at}).where(ApiToken.token_hash == hash_token(token))
+    assert (await client.get("/buyers/me", headers={"Authorization": f"Bearer {token}"})).status_code == 401
+
+
+async def test_ownership_helper_hides_other_principals_objects(client: Client) -> None:
+    alice = await sign_up_seller(client)
+    bob = await sign_up_seller(client)
+    alice_row = await Seller.select().where(Seller.id == alice["seller"]["id"]).first()
+    assert alice_row is not None
+    alice_principal = AuthenticatedPrincipal(id=alice_row["principal"], role=Role.seller, display_name="a")
+    bob_row = await Seller.select().where(Seller.id == bob["seller"]["id"]).first()
+    assert bob_row is not None
+    bob_principal = AuthenticatedPrincipal(id=bob_row["principal"], role=Role.seller, display_name="b")
+
+    found = await get_owned_or_404(Seller, alice_row["id"], alice_principal, Seller.principal)
+    assert found["id"] == alice_row["id"]
+    with pytest.raises(NotFound) as info:
+        await get_owned_or_404(Seller, alice_row["id"], bob_principal, Seller.principal, what="seller")
+    # Exactly the message a missing id gets: nothing tells the caller the object exists.
+    nobody = uuid.UUID(int=0)
+    with pytest.raises(NotFound) as missing:
+        await get_owned_or_404(Seller, nobody, bob_principal, Seller.principal, what="seller")
+    assert str(info.value).replace(str(alice_row["id"]), "X") == str(missing.value).replace(str(nobody), "X")
+
+    admin_id, _ = await create_principal(Role.admin, "root")
+    admin = AuthenticatedPrincipal(id=admin_id, role=Role.admin, display_name="root")
+    assert (await get_owned_or_404(Seller, alice_row["id"], admin, Seller.principal))["id"] == alice_row["id"]
+
+
+async def test_signup_validation_is_a_problem_and_stores_nothing(client: Client) -> None:
+    email = "not-an-email"
+    response = await client.post("/sellers", json={"display_name": "", "email": email, "country": "usa"})
+    assert response.status_code == 400
+    body = response.json()
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert body["type"].endswith("validation-error")
+    assert body["errors"]
+    assert not await Seller.exists().where(Seller.email == email)
+
+
+async def test_unknown_fields_are_rejected(client: Client) -> None:
+    response = await client.post("/buyers", json={**payload(BuyerSignupFactory), "is_admin": True})
+    assert response.status_code == 400
