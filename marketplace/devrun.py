@@ -66,10 +66,9 @@ def _start_redis(stack: list[Callable[[], None]]) -> str:
 
 def _start_sandbox(stack: list[Callable[[], None]], api_url: str) -> tuple[str, dict[str, str]]:
     """Run the sandbox and make sure both webhook endpoints point at this API; returns (url, secrets)."""
+    from connect.client import build_stripe_client, close_stripe_client
     from sandbox.server import SandboxConfig, run_in_thread
     from webhooks.registration import register_webhooks
-
-    from connect.client import build_stripe_client, close_stripe_client
 
     running = run_in_thread(
         SandboxConfig(port=SANDBOX_PORT, mode="development", snapshot_path=str(DATA / "sandbox.json"))
@@ -81,7 +80,7 @@ def _start_sandbox(stack: list[Callable[[], None]], api_url: str) -> tuple[str, 
     async def register() -> dict[str, str | None]:
         client = build_stripe_client(SANDBOX_KEY, api_base=running.url, max_network_retries=2)
         try:
-            result: dict[str, str | None] = dict(await register_webhooks(client, api_url))
+            result = {str(k): v for k, v in (await register_webhooks(client, api_url)).items()}
             return result
         finally:
             await close_stripe_client(client)

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
+import webhooks.routes
 from marketplace import health
 from marketplace.buyers.controllers import BuyerController
-from marketplace.sellers.controllers import SellerSignupController
+from marketplace.sellers.controllers import (
+    AdminSellerController,
+    OnboardingRedirectController,
+    SellerMeController,
+    SellerSignupController,
+)
 
 
 def route_handlers() -> list[ControllerRouterHandler]:
@@ -15,6 +21,10 @@ def route_handlers() -> list[ControllerRouterHandler]:
         health.ready,
         health.metrics,
         SellerSignupController,
+        SellerMeController,
+        OnboardingRedirectController,
+        AdminSellerController,
         BuyerController,
+        *webhooks.routes.route_handlers(),
     ]
     return handlers

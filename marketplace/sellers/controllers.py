@@ -1,19 +1,38 @@
-"""Seller sign-up and profile routes."""
+"""Seller routes: sign-up, profile, connected account, onboarding and dashboard links, admin views."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
-from litestar import Controller, post
-from litestar.params import JSONBody
+import stripe
+from litestar import Controller, Response, get, post
+from litestar.params import JSONBody, Parameter
+from litestar.response import Redirect
 
+from marketplace.auth.guards import admin_only, seller_only
 from marketplace.auth.service import create_principal
 from marketplace.auth.tables import Role
-from marketplace.deps import SettingsDep
-from marketplace.sellers.schemas import SellerOut, SellerSignup, SellerSignupResult
+from marketplace.deps import PrincipalDep, SettingsDep, StripeDep
+from marketplace.problems import NotFound
+from marketplace.sellers import onboarding
+from marketplace.sellers.schemas import (
+    AdminSellerOut,
+    ConnectedAccountOut,
+    LinkOut,
+    Requirements,
+    SellerOut,
+    SellerProfile,
+    SellerSignup,
+    SellerSignupResult,
+)
 from marketplace.sellers.tables import Seller
+from marketplace.settings import Settings
+from marketplace.stripe_errors import problem_from_stripe
+
+BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
 
 
 def seller_out(row: dict[str, Any]) -> SellerOut:
@@ -28,16 +47,36 @@ def seller_out(row: dict[str, Any]) -> SellerOut:
     )
 
 
+def account_out(row: dict[str, Any]) -> ConnectedAccountOut:
+    req = row.get("requirements") or {}
+    return ConnectedAccountOut(
+        account_id=row["stripe_account_id"],
+        profile=row["profile"],
+        status=row["status"],
+        charges_enabled=row["charges_enabled"],
+        payouts_enabled=row["payouts_enabled"],
+        details_submitted=row["details_submitted"],
+        requirements=Requirements(
+            currently_due=req.get("currently_due") or [],
+            past_due=req.get("past_due") or [],
+            eventually_due=req.get("eventually_due") or [],
+            pending_verification=req.get("pending_verification") or [],
+            disabled_reason=req.get("disabled_reason"),
+            current_deadline=req.get("current_deadline"),
+        ),
+        capabilities=row.get("capabilities") or {},
+        dashboard=row["dashboard"],
+        synced_at=row["synced_at"],
+        synced_from=row["synced_from"],
+        disconnected_at=row["disconnected_at"],
+    )
+
+
 class SellerSignupController(Controller):
     path = "/sellers"
     tags = ["sellers"]
 
-    @post(
-        "/",
-        operation_id="signUpSeller",
-        status_code=201,
-        summary="Sign up as a seller; returns the token once",
-    )
+    @post("/", operation_id="signUpSeller", status_code=201, summary="Sign up as a seller; returns the token once")
     async def sign_up(self, data: JSONBody[SellerSignup], settings: SettingsDep) -> SellerSignupResult:
         row: dict[str, Any] = {
             "id": uuid.uuid4(),
@@ -52,3 +91,142 @@ class SellerSignupController(Controller):
             principal_id, token = await create_principal(Role.seller, data.display_name, data.email)
             await Seller.insert(Seller(principal=principal_id, **row))
         return SellerSignupResult(seller=seller_out(row), token=token)
+
+
+class SellerMeController(Controller):
+    path = "/sellers/me"
+    tags = ["sellers"]
+    guards = [seller_only]
+    security = BEARER
+
+    @get("/", operation_id="getMySellerProfile", summary="The seller's profile and connected-account state")
+    async def me(self, principal: PrincipalDep) -> SellerProfile:
+        seller = await onboarding.seller_for_principal(principal.id)
+        account = await onboarding.account_for_seller(seller["id"])
+        return SellerProfile(seller=seller_out(seller), connected_account=account_out(account) if account else None)
+
+    @post(
+        "/stripe-account",
+        operation_id="createMyConnectedAccount",
+        summary="Create the seller's Stripe connected account (once; later calls return the same one)",
+        status_code=200,
+    )
+    async def create_account(
+        self, principal: PrincipalDep, stripe_client: StripeDep, settings: SettingsDep
+    ) -> Response[ConnectedAccountOut]:
+        seller = await onboarding.seller_for_principal(principal.id)
+        row, created = await onboarding.ensure_connected_account(stripe_client, settings, seller)
+        return Response(account_out(row), status_code=201 if created else 200)
+
+    @post(
+        "/onboarding-link",
+        operation_id="createMyOnboardingLink",
+        summary="A fresh hosted onboarding link (single use, expires within minutes)",
+        status_code=201,
+    )
+    async def onboarding_link(
+        self, principal: PrincipalDep, stripe_client: StripeDep, settings: SettingsDep
+    ) -> LinkOut:
+        seller = await onboarding.seller_for_principal(principal.id)
+        url, expires_at = await onboarding.mint_onboarding_link(stripe_client, settings, seller["id"])
+        return LinkOut(url=url, expires_at=expires_at)
+
+    @post(
+        "/dashboard-link",
+        operation_id="createMyDashboardLink",
+        summary="An Express dashboard login link (platform-managed accounts only)",
+        status_code=201,
+    )
+    async def dashboard_link(self, principal: PrincipalDep, stripe_client: StripeDep) -> LinkOut:
+        seller = await onboarding.seller_for_principal(principal.id)
+        return LinkOut(url=await onboarding.mint_dashboard_link(stripe_client, seller["id"]))
+
+
+def _seller_page(settings: Settings, **query: str) -> Redirect:
+    """Redirect to the platform's seller page (an allowed origin by construction of the settings)."""
+    separator = "&" if "?" in settings.seller_return_url else "?"
+    return Redirect(path=f"{settings.seller_return_url}{separator}{urlencode(query)}", status_code=303)
+
+
+class OnboardingRedirectController(Controller):
+    """Where Stripe sends the seller's browser back; no bearer token here, the URL's state is the key."""
+
+    path = "/sellers/onboarding/{link_state:uuid}"
+    tags = ["sellers"]
+
+    @get("/refresh", operation_id="refreshOnboardingLink", summary="Mint a fresh onboarding link and redirect to it")
+    async def refresh(self, link_state: uuid.UUID, stripe_client: StripeDep, settings: SettingsDep) -> Redirect:
+        request = await onboarding.link_request(link_state)
+        if request is None:
+            return _seller_page(settings, onboarding="link_expired")
+        url, _ = await onboarding.mint_onboarding_link(stripe_client, settings, request["seller"])
+        return Redirect(path=url, status_code=303)
+
+    @get(
+        "/return",
+        operation_id="returnFromOnboarding",
+        summary="Re-read the account from Stripe, then redirect to the seller page with its status",
+    )
+    async def return_(self, link_state: uuid.UUID, stripe_client: StripeDep, settings: SettingsDep) -> Redirect:
+        request = await onboarding.link_request(link_state)
+        if request is None:
+            return _seller_page(settings, onboarding="link_expired")
+        account = await onboarding.account_for_seller(request["seller"])
+        if account is None or not account["stripe_account_id"]:
+            return _seller_page(settings, onboarding="no_account")
+        # Arriving here proves nothing: the status comes from Stripe's account, read now.
+        await onboarding.record_onboarding_return(account["id"])
+        try:
+            result = await onboarding.sync_connected_account(
+                stripe_client, account["stripe_account_id"], source=f"return:{link_state}"
+            )
+        except stripe.StripeError as exc:
+            raise problem_from_stripe(exc, "read the connected account") from exc
+        fresh = await onboarding.account_for_seller(request["seller"])
+        status = fresh["status"] if fresh else (result.status if result else "unknown")
+        return _seller_page(settings, onboarding="returned", status=status)
+
+
+class AdminSellerController(Controller):
+    path = "/admin/sellers"
+    tags = ["admin"]
+    guards = [admin_only]
+    security = BEARER
+
+    @get("/", operation_id="adminListSellers", summary="Sellers with a connected account, by account status")
+    async def list_sellers(
+        self,
+        status: Annotated[
+            Literal["onboarding", "restricted", "active", "disabled", "disconnected"] | None, Parameter(query="status")
+        ] = None,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+        offset: Annotated[int, Parameter(ge=0)] = 0,
+    ) -> list[AdminSellerOut]:
+        rows = await onboarding.accounts_by_status(status, limit, offset)
+        return [
+            AdminSellerOut(
+                seller_id=row["seller"],
+                display_name=row["seller.display_name"],
+                email=row["seller.email"],
+                connected_account=account_out(row),
+            )
+            for row in rows
+        ]
+
+    @post(
+        "/{seller_id:uuid}/sync",
+        operation_id="adminSyncSeller",
+        summary="Re-read a seller's account from Stripe",
+        status_code=200,
+    )
+    async def sync(self, seller_id: uuid.UUID, stripe_client: StripeDep) -> ConnectedAccountOut:
+        account = await onboarding.account_for_seller(seller_id)
+        if account is None or not account["stripe_account_id"]:
+            raise NotFound(f"No connected account for seller {seller_id}.")
+        try:
+            await onboarding.sync_connected_account(stripe_client, account["stripe_account_id"], source="admin")
+        except stripe.StripeError as exc:
+            raise problem_from_stripe(exc, "read the connected account") from exc
+        fresh = await onboarding.account_for_seller(seller_id)
+        assert fresh is not None
+        return account_out(fresh)

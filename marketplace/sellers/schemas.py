@@ -36,3 +36,47 @@ class SellerOut(msgspec.Struct):
 class SellerSignupResult(msgspec.Struct):
     seller: SellerOut
     token: str
+
+
+class Requirements(msgspec.Struct):
+    currently_due: list[str]
+    past_due: list[str]
+    eventually_due: list[str]
+    pending_verification: list[str]
+    disabled_reason: str | None
+    current_deadline: int | None
+
+
+AccountStatusName = Literal["onboarding", "restricted", "active", "disabled", "disconnected"]
+
+
+class ConnectedAccountOut(msgspec.Struct):
+    account_id: str | None
+    profile: str
+    status: AccountStatusName
+    charges_enabled: bool
+    payouts_enabled: bool
+    details_submitted: bool
+    requirements: Requirements
+    capabilities: dict[str, str]
+    dashboard: str | None
+    synced_at: datetime | None
+    synced_from: str | None
+    disconnected_at: datetime | None
+
+
+class SellerProfile(msgspec.Struct):
+    seller: SellerOut
+    connected_account: ConnectedAccountOut | None
+
+
+class LinkOut(msgspec.Struct):
+    url: str
+    expires_at: datetime | None = None
+
+
+class AdminSellerOut(msgspec.Struct):
+    seller_id: uuid.UUID
+    display_name: str
+    email: str
+    connected_account: ConnectedAccountOut

@@ -1,0 +1,29 @@
+"""Turning Stripe SDK errors into problems a client can act on (after the SDK's own retries)."""
+
+from __future__ import annotations
+
+import logging
+
+import stripe
+
+from marketplace.problems import Problem, Unavailable, UpstreamError
+
+log = logging.getLogger("marketplace.stripe")
+
+
+def problem_from_stripe(exc: stripe.StripeError, action: str) -> Problem:
+    """A 503 for outages and rate limits (retry later), a 502 for anything else Stripe refused."""
+    log.warning(
+        "stripe %s failed: %s (code=%s, request=%s)",
+        action,
+        type(exc).__name__,
+        getattr(exc, "code", None),
+        getattr(exc, "request_id", None),
+    )
+    if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError) or (exc.http_status or 0) >= 500:
+        return Unavailable(
+            f"Stripe did not answer while trying to {action}; nothing was lost, retry shortly.",
+            headers={"Retry-After": "5"},
+        )
+    message = exc.user_message or "Stripe refused the request."
+    return UpstreamError(f"Stripe refused to {action}: {message}", stripe_code=getattr(exc, "code", None))

@@ -1,0 +1,89 @@
+"""The whole stack over real HTTP: the API on its own port, one arq worker, and the sandbox.
+
+The sandbox holds webhook endpoints (platform and Connect) registered by `register_webhooks`
+exactly as `make run` does, pointing at this API; the API verifies deliveries with the secrets the
+sandbox returned; the worker processes the stored events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import stripe
+
+from connect.client import build_stripe_client, close_stripe_client
+from marketplace.app import create_app
+from marketplace.queue import arq_pool
+from marketplace.settings import Secret, Settings
+from marketplace.worker import build_worker
+from tests.conftest import free_port, serve, with_settings
+from webhooks.registration import register_webhooks
+
+T = TypeVar("T")
+
+
+@dataclass
+class Stack:
+    api: httpx.AsyncClient
+    api_url: str
+    sandbox_url: str
+    control: Any
+    stripe: stripe.StripeClient
+    settings: Settings
+
+    async def eventually(
+        self, probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], timeout: float = 15.0
+    ) -> T:
+        """Poll `probe` until `accept` holds (webhook delivery and processing are asynchronous)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = await probe()
+            if accept(value):
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met within {timeout} s; last value: {value!r}")
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+async def stack(settings: Settings, sandbox: Any, redis_url: str) -> AsyncIterator[Stack]:
+    from sandbox.control import SandboxControl
+
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}"
+    client = build_stripe_client(settings.stripe_secret_key.reveal(), api_base=sandbox.url, max_network_retries=2)
+    secrets = await register_webhooks(client, api_url)
+    platform_secret, connect_secret = secrets["platform"], secrets["connect"]
+    assert platform_secret, "a fresh sandbox must hand out the platform endpoint's secret"
+    assert connect_secret, "a fresh sandbox must hand out the Connect endpoint's secret"
+    e2e_settings = with_settings(
+        settings,
+        webhook_secrets_platform=(Secret(platform_secret),),
+        webhook_secrets_connect=(Secret(connect_secret),),
+        public_base_url=api_url,
+    )
+    server, server_task = await serve(create_app(e2e_settings), port)
+    pool = arq_pool(redis_url)
+    worker = build_worker(e2e_settings, redis_pool=pool, poll_delay=0.05, handle_signals=False)
+    worker_task = asyncio.create_task(worker.async_run())
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as api:
+        yield Stack(
+            api=api,
+            api_url=api_url,
+            sandbox_url=sandbox.url,
+            control=SandboxControl(sandbox.url),
+            stripe=client,
+            settings=e2e_settings,
+        )
+    worker_task.cancel()
+    await asyncio.gather(worker_task, return_exceptions=True)
+    await worker.close()
+    server.should_exit = True
+    await server_task
+    await close_stripe_client(client)
