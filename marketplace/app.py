@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -63,9 +64,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         try:
             yield
         finally:
-            await close_stripe_client(app.state.stripe)
-            await app.state.arq.aclose()
-            await stop_database()
+            for close in (lambda: close_stripe_client(app.state.stripe), app.state.arq.aclose, stop_database):
+                try:
+                    await close()
+                except Exception:  # keep closing the rest; a dead Redis must not leave the pool open
+                    logging.getLogger("marketplace.app").exception("error while shutting down")
 
     def provide_settings() -> Settings:
         return settings
@@ -91,6 +94,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=openapi_config(),
         state=State({"settings": settings}),
         debug=False,
+        logging_config=None,  # our JSON handler (configure_logging) is the only one
     )
     # Outermost, so routing errors (404/405) carry the request id too.
     app.asgi_handler = RequestIdMiddleware(app.asgi_handler)

@@ -37,6 +37,7 @@ def _start_postgres(stack: list[Callable[[], None]]) -> str:
     server = pgserver.get_server(  # type: ignore[attr-defined]
         DATA / "postgres", cleanup_mode="stop"
     )
+    _forget_dead_users(server)
     stack.append(server.cleanup)
     uri = server.get_uri()
 
@@ -53,6 +54,18 @@ def _start_postgres(stack: list[Callable[[], None]]) -> str:
     parts = urlsplit(uri)
     _say(f"embedded PostgreSQL in {DATA / 'postgres'}")
     return urlunsplit((parts.scheme, parts.netloc, "/marketplace", parts.query, ""))
+
+
+def _forget_dead_users(server: Any) -> None:
+    """pgserver stops PostgreSQL when its last user exits, counting users in a pid file; a run that was
+    killed (not stopped) stays listed forever and the server would never stop. Drop dead pids."""
+    import psutil
+
+    users = getattr(server, "global_process_id_list", None)
+    if users is None:
+        return
+    alive = [pid for pid in users.get() if psutil.pid_exists(pid)]
+    users.put(alive)
 
 
 def _start_redis(stack: list[Callable[[], None]]) -> str:
@@ -94,7 +107,14 @@ def _start_sandbox(stack: list[Callable[[], None]], api_url: str) -> tuple[str, 
     return running.url, known
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_dev(port: int | None = None) -> int:
+    # Ctrl-C and SIGTERM both mean "stop everything cleanly" (explicit: a shell may start us ignoring SIGINT).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     DATA.mkdir(parents=True, exist_ok=True)
     port = port or int(os.environ.get("PORT", "8000"))
     api_url = f"http://127.0.0.1:{port}"
@@ -118,8 +138,9 @@ def run_dev(port: int | None = None) -> int:
 
         cli = [sys.executable, "-m", "marketplace.cli"]
         subprocess.run([*cli, "migrate"], env=env, check=True)
-        children.append(subprocess.Popen([*cli, "serve", "--port", str(port)], env=env))
-        children.append(subprocess.Popen([*cli, "worker"], env=env))
+        # Own sessions: a terminal's Ctrl-C reaches only this process, which then stops each child once.
+        children.append(subprocess.Popen([*cli, "serve", "--port", str(port)], env=env, start_new_session=True))
+        children.append(subprocess.Popen([*cli, "worker"], env=env, start_new_session=True))
         _wait_ready(api_url, children)
         _say(f"API          {api_url}")
         _say(f"OpenAPI UI   {api_url}/schema/swagger")
@@ -134,6 +155,7 @@ def run_dev(port: int | None = None) -> int:
         _say("stopping")
         return 0
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean stop short
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGINT)
