@@ -12,11 +12,12 @@ from litestar import Controller, Response, get, post
 from litestar.params import JSONBody, Parameter
 from litestar.response import Redirect
 
+from connect.accounts import SUPPORTED_COUNTRIES
 from marketplace.auth.guards import admin_only, seller_only
 from marketplace.auth.service import create_principal
 from marketplace.auth.tables import Role
 from marketplace.deps import PrincipalDep, SettingsDep, StripeDep
-from marketplace.problems import NotFound
+from marketplace.problems import NotFound, Problem
 from marketplace.sellers import onboarding
 from marketplace.sellers.schemas import (
     AdminSellerOut,
@@ -78,6 +79,13 @@ class SellerSignupController(Controller):
 
     @post("/", operation_id="signUpSeller", status_code=201, summary="Sign up as a seller; returns the token once")
     async def sign_up(self, data: JSONBody[SellerSignup], settings: SettingsDep) -> SellerSignupResult:
+        if data.country not in SUPPORTED_COUNTRIES:
+            raise Problem(
+                f"Stripe Connect does not support sellers in {data.country}.",
+                slug="validation-error",
+                title="Bad request",
+                errors=[{"key": "country", "message": "not a Stripe Connect country", "source": "body"}],
+            )
         row: dict[str, Any] = {
             "id": uuid.uuid4(),
             "display_name": data.display_name,

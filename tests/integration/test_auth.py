@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -13,6 +16,7 @@ from marketplace.auth.tables import ApiToken, Role
 from marketplace.auth.tokens import hash_token
 from marketplace.problems import NotFound
 from marketplace.sellers.tables import Seller
+from marketplace.settings import Settings
 from tests.support.factories import BuyerSignupFactory, SellerSignupFactory, payload
 
 Client = httpx.AsyncClient
@@ -102,6 +106,38 @@ async def test_signup_validation_is_a_problem_and_stores_nothing(client: Client)
     assert body["type"].endswith("validation-error")
     assert body["errors"]
     assert not await Seller.exists().where(Seller.email == email)
+
+
+async def test_unsupported_seller_country_is_refused(client: Client) -> None:
+    response = await client.post("/sellers", json=payload(SellerSignupFactory, country="KP"))
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["key"] == "country"
+
+
+async def test_admin_token_from_the_cli_opens_admin_routes(client: Client, settings: Settings) -> None:
+    env = {
+        **os.environ,
+        "APP_ENV": "test",
+        "DATABASE_URL": settings.database_url.reveal(),
+        "REDIS_URL": settings.redis_url.reveal(),
+        "STRIPE_SECRET_KEY": "sk_test_cli",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "marketplace.cli", "admin", "create-token", "--name", "ops"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    token = done.stdout.strip()
+    assert token.startswith("mkt_")
+    assert "not shown again" in done.stderr
+    admin = await client.get("/admin/sellers", headers={"Authorization": f"Bearer {token}"})
+    assert admin.status_code == 200
+    seller = await client.post("/sellers", json=payload(SellerSignupFactory))
+    as_seller = await client.get("/admin/sellers", headers={"Authorization": f"Bearer {seller.json()['token']}"})
+    assert as_seller.status_code == 403
 
 
 async def test_unknown_fields_are_rejected(client: Client) -> None:
