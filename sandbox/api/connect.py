@@ -1,0 +1,233 @@
+"""Transfers and reversals, application fees and their refunds, payouts and balance."""
+
+from __future__ import annotations
+
+from sandbox import money, objects
+from sandbox.api.accounts import connected
+from sandbox.api.router import Ctx, route
+from sandbox.errors import invalid
+from sandbox.forms import get_enum, get_int, get_str, metadata, req
+from sandbox.store import Obj, changes, created_filter, paginate, snapshot
+
+LIST = ("limit", "starting_after", "ending_before", "created")
+
+
+def _platform_only(ctx: Ctx) -> None:
+    if not ctx.is_platform:
+        raise invalid("This request can only be made by the platform (without Stripe-Account) in the sandbox.")
+
+
+@route("POST", "/v1/transfers")
+def create_transfer(ctx: Ctx) -> Obj:
+    ctx.allow(
+        "amount",
+        "currency",
+        "destination",
+        "source_transaction",
+        "transfer_group",
+        "metadata",
+        "description",
+        "source_type",
+    )
+    _platform_only(ctx)
+    p = ctx.params
+    amount = get_int(p, "amount", minimum=1)
+    if amount is None:
+        req(p, "amount")
+    currency = get_str(p, "currency")
+    if currency is None:
+        req(p, "currency")
+    dest = str(req(p, "destination"))
+    money.check_destination(ctx.sb, dest, "destination")
+    source = get_str(p, "source_transaction")
+    assert amount is not None
+    assert currency is not None
+    if source is not None:
+        ch = ctx.sb.store.get("charge", source, ctx.account, "charge", "source_transaction")
+        if ch["currency"] != currency.lower():
+            raise invalid(
+                "The currency of source_transaction's balance transaction must match the transfer currency.", "currency"
+            )
+        if amount > ch["amount"] - ch["amount_refunded"]:
+            raise invalid("Transfer amount exceeds the available amount of source_transaction.", "amount")
+    elif ctx.sb.store.available(ctx.platform, currency.lower()) < amount:
+        raise invalid(
+            "You have insufficient available funds in your Stripe account. Try adding funds directly to your "
+            "available balance by creating Charges using the 4000000000000077 test card.",
+            "amount",
+            code="balance_insufficient",
+        )
+    return money.create_transfer(
+        ctx.sb,
+        amount,
+        currency.lower(),
+        dest,
+        source,
+        get_str(p, "transfer_group"),
+        metadata(p),
+        get_str(p, "description"),
+    )
+
+
+@route("GET", "/v1/transfers/{id}")
+def retrieve_transfer(ctx: Ctx) -> Obj:
+    return ctx.sb.store.get("transfer", ctx.path["id"], ctx.account, "transfer", "transfer")
+
+
+@route("POST", "/v1/transfers/{id}")
+def update_transfer(ctx: Ctx) -> Obj:
+    ctx.allow("metadata", "description")
+    tr = ctx.sb.store.get("transfer", ctx.path["id"], ctx.account, "transfer", "transfer")
+    before = snapshot(tr)
+    tr["metadata"] = metadata(ctx.params, tr["metadata"])
+    if "description" in ctx.params:
+        tr["description"] = get_str(ctx.params, "description")
+    previous = changes(before, tr)
+    if previous:
+        ctx.sb.emit(ctx.account, "transfer.updated", tr, previous)
+    return tr
+
+
+@route("GET", "/v1/transfers")
+def list_transfers(ctx: Ctx) -> Obj:
+    ctx.allow(*LIST, "destination", "transfer_group")
+    items = created_filter(ctx.sb.store.all("transfer", ctx.account), ctx.params)
+    for f in ("destination", "transfer_group"):
+        value = get_str(ctx.params, f)
+        if value is not None:
+            items = [i for i in items if i[f] == value]
+    return paginate(items, ctx.params, "/v1/transfers")
+
+
+@route("POST", "/v1/transfers/{id}/reversals")
+def create_reversal(ctx: Ctx) -> Obj:
+    ctx.allow("amount", "metadata", "description", "refund_application_fee")
+    tr = ctx.sb.store.get("transfer", ctx.path["id"], ctx.account, "transfer", "id")
+    return money.reverse_transfer(ctx.sb, tr, get_int(ctx.params, "amount", minimum=1), metadata(ctx.params), None)
+
+
+@route("GET", "/v1/transfers/{id}/reversals")
+def list_reversals(ctx: Ctx) -> Obj:
+    ctx.allow("limit", "starting_after", "ending_before")
+    tr = ctx.sb.store.get("transfer", ctx.path["id"], ctx.account, "transfer", "id")
+    items = [r for r in ctx.sb.store.all("transfer_reversal", ctx.account) if r["transfer"] == tr["id"]]
+    return paginate(items, ctx.params, f"/v1/transfers/{tr['id']}/reversals")
+
+
+@route("GET", "/v1/transfers/{id}/reversals/{rid}")
+def retrieve_reversal(ctx: Ctx) -> Obj:
+    ctx.sb.store.get("transfer", ctx.path["id"], ctx.account, "transfer", "id")
+    trr = ctx.sb.store.get("transfer_reversal", ctx.path["rid"], ctx.account, "transfer_reversal")
+    if trr["transfer"] != ctx.path["id"]:
+        raise invalid(f"No such transfer_reversal: '{ctx.path['rid']}'")
+    return trr
+
+
+@route("POST", "/v1/transfers/{id}/reversals/{rid}")
+def update_reversal(ctx: Ctx) -> Obj:
+    ctx.allow("metadata")
+    trr = retrieve_reversal(ctx)
+    trr["metadata"] = metadata(ctx.params, trr["metadata"])
+    return trr
+
+
+# ---- application fees --------------------------------------------------------------------------
+@route("GET", "/v1/application_fees/{id}")
+def retrieve_fee(ctx: Ctx) -> Obj:
+    return ctx.sb.store.get("application_fee", ctx.path["id"], ctx.account, "application_fee")
+
+
+@route("GET", "/v1/application_fees")
+def list_fees(ctx: Ctx) -> Obj:
+    ctx.allow(*LIST, "charge")
+    items = created_filter(ctx.sb.store.all("application_fee", ctx.account), ctx.params)
+    charge = get_str(ctx.params, "charge")
+    if charge is not None:
+        items = [i for i in items if i["charge"] == charge or i["originating_transaction"] == charge]
+    return paginate(items, ctx.params, "/v1/application_fees")
+
+
+@route("POST", "/v1/application_fees/{id}/refunds")
+def create_fee_refund(ctx: Ctx) -> Obj:
+    ctx.allow("amount", "metadata")
+    fee = ctx.sb.store.get("application_fee", ctx.path["id"], ctx.account, "application_fee", "id")
+    return money.refund_fee(ctx.sb, fee, get_int(ctx.params, "amount", minimum=1), metadata(ctx.params))
+
+
+@route("GET", "/v1/application_fees/{id}/refunds")
+def list_fee_refunds(ctx: Ctx) -> Obj:
+    ctx.allow("limit", "starting_after", "ending_before")
+    fee = ctx.sb.store.get("application_fee", ctx.path["id"], ctx.account, "application_fee", "id")
+    items = [r for r in ctx.sb.store.all("fee_refund", ctx.account) if r["fee"] == fee["id"]]
+    return paginate(items, ctx.params, f"/v1/application_fees/{fee['id']}/refunds")
+
+
+@route("GET", "/v1/application_fees/{id}/refunds/{rid}")
+def retrieve_fee_refund(ctx: Ctx) -> Obj:
+    fr = ctx.sb.store.get("fee_refund", ctx.path["rid"], ctx.account, "fee_refund")
+    if fr["fee"] != ctx.path["id"]:
+        raise invalid(f"No such fee_refund: '{ctx.path['rid']}'")
+    return fr
+
+
+@route("POST", "/v1/application_fees/{id}/refunds/{rid}")
+def update_fee_refund(ctx: Ctx) -> Obj:
+    ctx.allow("metadata")
+    fr = retrieve_fee_refund(ctx)
+    fr["metadata"] = metadata(ctx.params, fr["metadata"])
+    return fr
+
+
+# ---- payouts and balance -----------------------------------------------------------------------
+@route("POST", "/v1/payouts")
+def create_payout(ctx: Ctx) -> Obj:
+    ctx.allow(
+        "amount", "currency", "description", "metadata", "method", "statement_descriptor", "destination", "source_type"
+    )
+    p = ctx.params
+    amount = get_int(p, "amount", minimum=1)
+    if amount is None:
+        req(p, "amount")
+    currency = get_str(p, "currency")
+    if currency is None:
+        req(p, "currency")
+    if get_enum(p, "method", ("standard", "instant")) == "instant":
+        raise invalid("The sandbox does not emulate instant payouts.", "method")
+    assert amount is not None
+    assert currency is not None
+    return money.create_payout(
+        ctx.sb, ctx.account, amount, currency.lower(), metadata(p), get_str(p, "description"), automatic=False
+    )
+
+
+@route("GET", "/v1/payouts/{id}")
+def retrieve_payout(ctx: Ctx) -> Obj:
+    return ctx.sb.store.get("payout", ctx.path["id"], ctx.account, "payout", "payout")
+
+
+@route("POST", "/v1/payouts/{id}")
+def update_payout(ctx: Ctx) -> Obj:
+    ctx.allow("metadata")
+    po = ctx.sb.store.get("payout", ctx.path["id"], ctx.account, "payout", "payout")
+    before = snapshot(po)
+    po["metadata"] = metadata(ctx.params, po["metadata"])
+    previous = changes(before, po)
+    if previous:
+        ctx.sb.emit(ctx.account, "payout.updated", po, previous)
+    return po
+
+
+@route("GET", "/v1/payouts")
+def list_payouts(ctx: Ctx) -> Obj:
+    ctx.allow(*LIST, "status", "arrival_date", "destination")
+    items = created_filter(ctx.sb.store.all("payout", ctx.account), ctx.params)
+    status = get_str(ctx.params, "status")
+    if status is not None:
+        items = [i for i in items if i["status"] == status]
+    return paginate(items, ctx.params, "/v1/payouts")
+
+
+@route("GET", "/v1/balance")
+def retrieve_balance(ctx: Ctx) -> Obj:
+    currency = "usd" if ctx.is_platform else connected(ctx.sb, ctx.account)["default_currency"]
+    return objects.balance(ctx.sb.store.balances.get(ctx.account, {}), ctx.is_platform, currency)

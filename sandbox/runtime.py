@@ -1,0 +1,78 @@
+"""The running sandbox: configuration, store, deliverer, API fault knobs and the current request context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sandbox.delivery import Deliverer
+from sandbox.events import create_event
+from sandbox.store import Obj, Store
+
+if TYPE_CHECKING:
+    from sandbox.server import SandboxConfig
+
+
+@dataclass
+class ApiFault:
+    """One queued API failure: status 500 or 429, or "timeout" (hang, then 500)."""
+
+    status: int | str
+    retry_after: int | None = None
+    hang: float = 5.0
+    should_retry: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "retry_after": self.retry_after,
+            "hang": self.hang,
+            "should_retry": self.should_retry,
+        }
+
+
+@dataclass
+class RequestContext:
+    request_id: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass
+class Sandbox:
+    config: SandboxConfig
+    store: Store = field(default_factory=Store)
+    deliverer: Deliverer = field(init=False)
+    api_faults: list[ApiFault] = field(default_factory=list)
+    latency_ms: float = 0.0
+    current: RequestContext = field(default_factory=RequestContext)
+
+    def __post_init__(self) -> None:
+        self.deliverer = Deliverer(self.store, tuple(self.config.retry_schedule), self.config.delivery_timeout)
+
+    @property
+    def public_url(self) -> str:
+        if self.config.public_url:
+            return self.config.public_url.rstrip("/")
+        return f"http://{self.config.host}:{self.config.port}"
+
+    @property
+    def platform(self) -> str:
+        return self.store.platform_id
+
+    def emit(self, owner: str, event_type: str, obj: Obj, previous: Obj | None = None) -> Obj:
+        return create_event(
+            self.store,
+            self.deliverer,
+            owner,
+            event_type,
+            obj,
+            previous,
+            self.current.request_id,
+            self.current.idempotency_key,
+        )
+
+    def reset(self) -> None:
+        self.deliverer.cancel_all()
+        self.store.reset()
+        self.api_faults.clear()
+        self.latency_ms = 0.0
