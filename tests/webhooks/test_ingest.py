@@ -1,0 +1,208 @@
+"""Deliveries: what is accepted and stored, what is refused with 400 and leaves no trace."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from tests.conftest import CONNECT_SECRET, PLATFORM_SECRET
+from tests.webhooks.conftest import count_events, make_event, post_event, sign, stored
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_events", "redis_pool")]
+
+PROBLEM = "application/problem+json"
+
+
+async def test_signed_event_is_stored_and_acknowledged(wh_client: Any) -> None:
+    event = make_event()
+    response = await post_event(wh_client, event)
+    assert response.status_code == 200
+    assert response.json() == {"received": True, "event_id": event["id"], "outcome": "stored"}
+    row = await stored(event["id"])
+    assert row is not None
+    assert row["status"] == "pending"
+    assert row["type"] == "test.recorded"
+    assert row["endpoint"] == "platform"
+    assert row["payload"] == event
+    assert row["api_version"] == event["api_version"]
+    assert int(row["created"].timestamp()) == event["created"]
+
+
+def _forged(event: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    body = json.dumps(event)
+    return body, {"Stripe-Signature": sign(body, "whsec_not_ours")}
+
+
+def _tampered(event: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    body = json.dumps(event)
+    header = sign(body, PLATFORM_SECRET)
+    return body.replace("test.recorded", "test.tampered"), {"Stripe-Signature": header}
+
+
+def _stale(event: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    body = json.dumps(event)
+    return body, {"Stripe-Signature": sign(body, PLATFORM_SECRET, timestamp=int(time.time()) - 301)}
+
+
+def _replayed_header(event: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    # A captured delivery re-sent an hour later with its (valid, old) signature.
+    body = json.dumps(event)
+    return body, {"Stripe-Signature": sign(body, PLATFORM_SECRET, timestamp=int(time.time()) - 3600)}
+
+
+def _timestamp_swapped(event: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    # The attacker refreshes t= on an old signature: the HMAC covers t, so it no longer matches.
+    body = json.dumps(event)
+    old = sign(body, PLATFORM_SECRET, timestamp=int(time.time()) - 3600)
+    return body, {"Stripe-Signature": f"t={int(time.time())}," + old.split(",", 1)[1]}
+
+
+def _connect_secret(event: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    body = json.dumps(event)
+    return body, {"Stripe-Signature": sign(body, CONNECT_SECRET)}
+
+
+def _unsigned(event: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    return json.dumps(event), {}
+
+
+def _garbled_header(event: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    return json.dumps(event), {"Stripe-Signature": "this is not a signature"}
+
+
+def _not_json(event: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    body = "{not json"
+    return body, {"Stripe-Signature": sign(body, PLATFORM_SECRET)}
+
+
+def _not_an_event(event: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    body = json.dumps({"id": event["id"], "hello": "world"})
+    return body, {"Stripe-Signature": sign(body, PLATFORM_SECRET)}
+
+
+@pytest.mark.parametrize(
+    ("make_delivery", "problem_type"),
+    [
+        (_forged, "webhook-signature-invalid"),
+        (_tampered, "webhook-signature-invalid"),
+        (_stale, "webhook-signature-invalid"),
+        (_replayed_header, "webhook-signature-invalid"),
+        (_timestamp_swapped, "webhook-signature-invalid"),
+        (_connect_secret, "webhook-signature-invalid"),
+        (_unsigned, "webhook-signature-invalid"),
+        (_garbled_header, "webhook-signature-invalid"),
+        (_not_json, "invalid-webhook"),
+        (_not_an_event, "invalid-webhook"),
+    ],
+    ids=lambda v: v.__name__.strip("_") if callable(v) else v,
+)
+async def test_invalid_delivery_is_refused_and_not_stored(
+    wh_client: Any, make_delivery: Any, problem_type: str
+) -> None:
+    event = make_event()
+    body, headers = make_delivery(event)
+    response = await wh_client.post("/webhooks/stripe", content=body, headers=headers)
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith(PROBLEM)
+    problem = response.json()
+    assert problem["type"] == f"urn:marketplace:problem:{problem_type}"
+    assert PLATFORM_SECRET not in response.text
+    assert await stored(event["id"]) is None
+    assert await count_events() == 0
+
+
+async def test_platform_secret_does_not_open_the_connect_endpoint(wh_client: Any) -> None:
+    event = make_event(account="acct_123")
+    response = await post_event(wh_client, event, endpoint="connect", secret=PLATFORM_SECRET)
+    assert response.status_code == 400
+    assert await stored(event["id"]) is None
+
+
+async def test_both_secrets_accepted_during_rotation(wh_client: Any) -> None:
+    old, new = make_event(), make_event()
+    assert (await post_event(wh_client, old, secret=PLATFORM_SECRET)).status_code == 200
+    assert (await post_event(wh_client, new, secret="whsec_test_platform_2")).status_code == 200
+    # Stripe signs with both secrets during a rotation: one header with two v1 entries.
+    both = make_event()
+    body = json.dumps(both)
+    header = sign(body, "whsec_rolled_off", extra_secrets=("whsec_test_platform_2",))
+    response = await wh_client.post("/webhooks/stripe", content=body, headers={"Stripe-Signature": header})
+    assert response.status_code == 200
+    for event in (old, new, both):
+        assert await stored(event["id"]) is not None
+
+
+async def test_body_over_the_limit_is_refused(wh_client: Any, wh_settings: Any) -> None:
+    event = make_event(obj={"id": "obj_big", "blob": "x" * wh_settings.webhook_max_body_bytes})
+    response = await post_event(wh_client, event)
+    assert response.status_code == 400
+    assert response.json()["type"] == "urn:marketplace:problem:webhook-too-large"
+    assert await stored(event["id"]) is None
+
+
+async def test_body_longer_than_its_content_length_claims_is_refused(wh_client: Any, wh_settings: Any) -> None:
+    event = make_event(obj={"id": "obj_big", "blob": "x" * wh_settings.webhook_max_body_bytes})
+    body = json.dumps(event)
+
+    async def chunks() -> Any:
+        for i in range(0, len(body), 65536):
+            yield body[i : i + 65536].encode()
+
+    response = await wh_client.post(
+        "/webhooks/stripe", content=chunks(), headers={"Stripe-Signature": sign(body, PLATFORM_SECRET)}
+    )
+    assert response.status_code == 400
+    assert await stored(event["id"]) is None
+
+
+async def test_duplicate_delivery_is_acknowledged_as_such(wh_client: Any) -> None:
+    event = make_event()
+    first = await post_event(wh_client, event)
+    second = await post_event(wh_client, event)
+    assert first.json()["outcome"] == "stored"
+    assert second.status_code == 200
+    assert second.json()["outcome"] == "duplicate"
+    assert await count_events() == 1
+
+
+async def test_livemode_mismatch_is_stored_as_ignored(wh_client: Any, wh_app: Any, redis_pool: Any) -> None:
+    from webhooks.queueing import enqueuer_for
+
+    event = make_event(livemode=True)  # the suite runs with a test-mode key
+    response = await post_event(wh_client, event)
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "ignored"
+    row = await stored(event["id"])
+    assert row is not None
+    assert row["status"] == "ignored"
+    assert "livemode" in row["last_error"]
+    await enqueuer_for(wh_app.state.arq).flush()
+    assert await redis_pool.exists(f"arq:job:{event['id']}") == 0  # never queued
+
+
+@pytest.mark.parametrize(("endpoint", "account"), [("platform", "acct_misrouted"), ("connect", None)])
+async def test_misrouted_event_is_stored_and_flagged(wh_client: Any, endpoint: str, account: str | None) -> None:
+    event = make_event(account=account)
+    response = await post_event(wh_client, event, endpoint=endpoint)
+    assert response.status_code == 200
+    row = await stored(event["id"])
+    assert row is not None
+    assert row["misrouted"] is True
+    assert row["endpoint"] == endpoint
+    assert row["account"] == account
+
+
+async def test_database_down_answers_5xx_so_stripe_retries(wh_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from webhooks import store
+
+    async def refused(*args: Any, **kwargs: Any) -> bool:
+        raise ConnectionRefusedError("connection refused")
+
+    monkeypatch.setattr(store, "insert_event", refused)
+    event = make_event()
+    response = await post_event(wh_client, event)
+    assert response.status_code == 503
+    assert response.json()["type"] == "urn:marketplace:problem:event-store-unavailable"

@@ -1,0 +1,138 @@
+"""`marketplace events list|replay` and `marketplace stripe register-webhooks`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from marketplace.settings import Settings, SettingsError, get_settings
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+async def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from marketplace.db import start_database, stop_database
+    from marketplace.queue import arq_pool
+    from webhooks import store
+    from webhooks.queueing import enqueue_event
+
+    await start_database(settings.database_url.reveal(), max_size=2)
+    pool = arq_pool(settings.redis_url.reveal())
+    try:
+        if args.event_id:
+            replayed = await store.replay(ids=[args.event_id], limit=1)
+            if not replayed:
+                exists = await store.get_event(args.event_id)
+                print(
+                    f"no stored event {args.event_id}" if exists is None else f"{args.event_id} is being processed now",
+                    file=sys.stderr,
+                )
+                return 1
+        else:
+            statuses = ["failed"] if args.failed else ["dead"]
+            replayed = await store.replay(statuses=statuses, type_=args.type, limit=args.limit)
+        queued = 0
+        for item in replayed:
+            try:
+                queued += await enqueue_event(pool, item.id, attempts=item.attempts)
+            except Exception as exc:
+                print(f"Redis unavailable ({type(exc).__name__}); the sweeper will queue the rest", file=sys.stderr)
+                break
+        for item in replayed:
+            print(item.id)
+        print(f"replayed {len(replayed)} event(s), queued {queued} now", file=sys.stderr)
+        return 0
+    finally:
+        await pool.aclose()
+        await stop_database()
+
+
+async def _list(settings: Settings, args: argparse.Namespace) -> int:
+    from marketplace.db import start_database, stop_database
+    from webhooks import store
+
+    await start_database(settings.database_url.reveal(), max_size=1)
+    try:
+        rows = await store.list_events(status=args.status, type_=args.type, limit=args.limit)
+    finally:
+        await stop_database()
+    for row in rows:
+        error = f"  {row['last_error'][:80]}" if row["last_error"] else ""
+        print(
+            f"{row['received_at']:%Y-%m-%dT%H:%M:%SZ}  {row['id']}  {row['type']:<40} {row['status']:<10} "
+            f"attempts={row['attempts']}  {row['account'] or '-'}{error}"
+        )
+    return 0
+
+
+async def _register(settings: Settings, args: argparse.Namespace) -> int:
+    from connect.client import build_stripe_client, close_stripe_client
+    from webhooks.registration import endpoint_url, register_webhooks
+
+    client = build_stripe_client(
+        settings.stripe_secret_key.reveal(),
+        api_base=settings.stripe_api_base,
+        max_network_retries=settings.stripe_max_network_retries,
+    )
+    try:
+        secrets = await register_webhooks(client, args.base_url)
+    finally:
+        await close_stripe_client(client)
+    variables = {"platform": "STRIPE_WEBHOOK_SECRET_PLATFORM", "connect": "STRIPE_WEBHOOK_SECRET_CONNECT"}
+    for endpoint, secret in secrets.items():
+        url = endpoint_url(args.base_url, endpoint)
+        if secret is None:
+            print(f"{endpoint}: {url} already registered (unchanged secret)")
+        else:
+            print(f"{endpoint}: {url} created; {variables[endpoint]}={secret}")
+    if any(secrets.values()):
+        print("Store the new secrets now; Stripe shows them only once.", file=sys.stderr)
+    return 0
+
+
+def _run(coro_fn: Any) -> Any:
+    def command(args: argparse.Namespace) -> int:
+        result: int = asyncio.run(coro_fn(_settings(), args))
+        return result
+
+    return command
+
+
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `events` and `stripe` command groups to the `marketplace` CLI."""
+    events = subparsers.add_parser("events", help="stored Stripe events").add_subparsers(
+        dest="events_command", required=True
+    )
+    p = events.add_parser("replay", help="process stored events again: one id, --failed or --dead")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("event_id", nargs="?", help="an event id (evt_…)")
+    which.add_argument("--failed", action="store_true", help="every event waiting for a retry")
+    which.add_argument("--dead", action="store_true", help="every event parked as dead")
+    p.add_argument("--type", default=None, help="only events of this type (with --failed/--dead)")
+    p.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
+    p.set_defaults(func=_run(_replay))
+
+    p = events.add_parser("list", help="list stored events, newest first")
+    p.add_argument(
+        "--status", choices=["pending", "processing", "processed", "ignored", "failed", "dead"], default=None
+    )
+    p.add_argument("--type", default=None)
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=_run(_list))
+
+    stripe_group = subparsers.add_parser("stripe", help="Stripe account setup").add_subparsers(
+        dest="stripe_command", required=True
+    )
+    p = stripe_group.add_parser(
+        "register-webhooks", help="create or update both webhook endpoints and print new secrets once"
+    )
+    p.add_argument("--base-url", required=True, help="public base URL of the API, e.g. https://api.example.com")
+    p.set_defaults(func=_run(_register))

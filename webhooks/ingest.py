@@ -1,0 +1,186 @@
+"""Receiving one delivery: size limit, signature (any of the endpoint's secrets), parse, store.
+
+Pure of HTTP: the routes pass the raw body and the header and map the outcome (or the exception) to
+a response. Nothing is stored unless the signature verified and the body is an event; a body or a
+signature never reaches a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+import stripe
+
+from marketplace.observability import METRICS
+from marketplace.problems import Problem, Unavailable
+from marketplace.settings import Secret, Settings
+from webhooks import store
+from webhooks.registry import Endpoint
+from webhooks.tables import EventStatus
+
+log = logging.getLogger("webhooks.ingest")
+
+STORE_TIMEOUT_SECONDS = 5.0
+
+METRICS.describe(
+    "webhook_deliveries_total",
+    "counter",
+    "Webhook deliveries by endpoint and outcome (stored, duplicate, ignored, bad_signature, malformed, "
+    "too_large, store_unavailable).",
+)
+METRICS.describe("webhook_misrouted_total", "counter", "Events that reached the endpoint not matching their account.")
+
+
+class InvalidDelivery(Problem):
+    """400: the delivery is not a validly signed Stripe event; nothing was stored."""
+
+    status = 400
+    slug = "invalid-webhook"
+    title = "Invalid webhook delivery"
+    outcome = "malformed"
+
+
+class BadSignature(InvalidDelivery):
+    slug = "webhook-signature-invalid"
+    title = "Webhook signature invalid"
+    outcome = "bad_signature"
+
+
+class DeliveryTooLarge(InvalidDelivery):
+    slug = "webhook-too-large"
+    title = "Webhook body too large"
+    outcome = "too_large"
+
+
+class EventStoreUnavailable(Unavailable):
+    """503: the event could not be stored; Stripe retries the delivery later."""
+
+    slug = "event-store-unavailable"
+    title = "Event store unavailable"
+
+
+Outcome = Literal["stored", "duplicate", "ignored"]
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    event_id: str
+    outcome: Outcome
+
+
+class _EventEnvelope(msgspec.Struct):
+    """The fields of a Stripe event the pipeline needs; the rest is kept verbatim in `payload`."""
+
+    id: str
+    type: str
+    created: int
+    livemode: bool
+    data: dict[str, Any]
+    kind: str = msgspec.field(default="event", name="object")
+    account: str | None = None
+    api_version: str | None = None
+
+
+_decoder = msgspec.json.Decoder(_EventEnvelope)
+
+
+def verify_signature(body: str, header: str | None, secrets: tuple[Secret, ...], tolerance: int) -> None:
+    """Raise `InvalidDelivery` unless `header` signs `body` with one of `secrets` within `tolerance` s."""
+    if not header:
+        raise BadSignature("The Stripe-Signature header is missing.")
+    if not secrets:
+        raise BadSignature("This endpoint has no signing secret configured.")
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(body, header, secret.reveal(), tolerance)
+        except stripe.SignatureVerificationError:
+            continue
+        return
+    raise BadSignature("The Stripe-Signature header does not verify (wrong secret, tampered body or stale timestamp).")
+
+
+def check_size(content_length: str | None, limit: int) -> None:
+    """Refuse early from Content-Length (the actual length is checked again after reading)."""
+    if content_length is None:
+        return
+    try:
+        declared = int(content_length)
+    except ValueError as exc:
+        raise InvalidDelivery("The Content-Length header is not a number.") from exc
+    if declared > limit:
+        raise DeliveryTooLarge(f"The body is larger than {limit} bytes.")
+
+
+async def receive(endpoint: Endpoint, raw: bytes, signature: str | None, settings: Settings) -> Received:
+    """Verify and store one delivery; raise `InvalidDelivery` (400) or `EventStoreUnavailable` (503)."""
+    try:
+        return await _receive(endpoint, raw, signature, settings)
+    except InvalidDelivery as exc:
+        METRICS.inc("webhook_deliveries_total", endpoint=endpoint, outcome=exc.outcome)
+        raise
+    except EventStoreUnavailable:
+        METRICS.inc("webhook_deliveries_total", endpoint=endpoint, outcome="store_unavailable")
+        raise
+
+
+async def _receive(endpoint: Endpoint, raw: bytes, signature: str | None, settings: Settings) -> Received:
+    if len(raw) > settings.webhook_max_body_bytes:
+        raise DeliveryTooLarge(f"The body is larger than {settings.webhook_max_body_bytes} bytes.")
+    try:
+        body = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidDelivery("The body is not UTF-8 JSON.") from exc
+    secrets = settings.webhook_secrets_platform if endpoint == "platform" else settings.webhook_secrets_connect
+    verify_signature(body, signature, secrets, settings.webhook_tolerance_seconds)
+    try:
+        envelope = _decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidDelivery("The body is not a Stripe event (JSON with id, type, created, livemode, data).") from exc
+    if envelope.kind != "event" or not envelope.id or not envelope.type:
+        raise InvalidDelivery("The body is not a Stripe event.")
+
+    misrouted = (endpoint == "platform") == (envelope.account is not None)
+    if misrouted:
+        METRICS.inc("webhook_misrouted_total", endpoint=endpoint)
+        log.warning(
+            "event reached the %s endpoint but %s; handling it by its account field",
+            endpoint,
+            "carries an account" if envelope.account else "carries no account",
+            extra={"event_id": envelope.id, "event_type": envelope.type, "account": envelope.account},
+        )
+    mode_matches = envelope.livemode == settings.livemode
+    event = store.NewEvent(
+        id=envelope.id,
+        type=envelope.type,
+        account=envelope.account,
+        endpoint=endpoint,
+        misrouted=misrouted,
+        livemode=envelope.livemode,
+        api_version=envelope.api_version,
+        created=datetime.fromtimestamp(envelope.created, UTC),
+        payload_json=body,
+        status=EventStatus.pending if mode_matches else EventStatus.ignored,
+    )
+    note = None if mode_matches else f"livemode={envelope.livemode} does not match the configured key's mode"
+    try:
+        async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
+            inserted = await store.insert_event(event, note=note)
+    except Exception as exc:  # any failure to store must make Stripe retry, never lose the event
+        log.error(
+            "could not store event (%s); answering 503 so Stripe retries",
+            type(exc).__name__,
+            extra={"event_id": envelope.id, "event_type": envelope.type},
+        )
+        raise EventStoreUnavailable("The event could not be stored; retry later.") from exc
+    outcome: Outcome = "duplicate" if not inserted else ("stored" if mode_matches else "ignored")
+    METRICS.inc("webhook_deliveries_total", endpoint=endpoint, outcome=outcome)
+    if not mode_matches and inserted:
+        log.warning(
+            "stored event as ignored: livemode mismatch", extra={"event_id": envelope.id, "event_type": envelope.type}
+        )
+    return Received(envelope.id, outcome)

@@ -1,0 +1,154 @@
+"""The handler registry: the one place that says which Stripe event types we handle, and where.
+
+Every later feature (onboarding, checkout, confirmation, refunds) plugs in here with `@handles(...)`
+in a module listed in `webhooks.handlers.HANDLER_MODULES`. The registry is also what
+`register-webhooks` subscribes each endpoint to (`enabled_events`), so adding a handler is the only
+change needed for Stripe to start sending that type.
+
+Rules every handler follows (the pipeline delivers at least once, in any order):
+
+* **Idempotent on the event.** The same event can be processed more than once (a worker dies after
+  the side effect and before recording success; an operator replays it).
+* **Idempotent on the object.** Stripe occasionally sends one change as two events with *different*
+  ids; both are stored and both are processed. De-duplicating on the event id is therefore not
+  enough: key side effects on the object (`session.id`, `account.id`, …) with unique constraints or
+  conditional updates (`UPDATE … WHERE status IN (…)`), never on "this event is new".
+* **Order-independent.** Events arrive in any order. Where state matters, re-read the object from
+  Stripe (with `stripe_account=event.account` for Connect events) instead of trusting the snapshot,
+  or only ever move state forward.
+* **Raise to retry.** An exception marks the event failed; it is retried with exponential backoff
+  and parked as dead after `EVENT_MAX_ATTEMPTS`. Return normally when there is nothing to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import stripe
+from arq.connections import ArqRedis
+
+from marketplace.settings import Settings
+
+Endpoint = Literal["platform", "connect"]
+ENDPOINTS: tuple[Endpoint, ...] = ("platform", "connect")
+
+
+@dataclass(frozen=True)
+class HandlerContext:
+    """What a handler may use: the Stripe client, settings, and the arq pool (None outside a worker)."""
+
+    stripe: stripe.StripeClient
+    settings: Settings
+    arq: ArqRedis | None
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as stored by the pipeline (the verified payload, plus where it came from)."""
+
+    id: str
+    type: str
+    account: str | None
+    endpoint: Endpoint
+    livemode: bool
+    api_version: str | None
+    created: datetime
+    payload: dict[str, Any]
+
+    @property
+    def data_object(self) -> dict[str, Any]:
+        """The object snapshot in `data.object` (re-read it from Stripe where state matters)."""
+        obj: dict[str, Any] = self.payload.get("data", {}).get("object", {})
+        return obj
+
+    @property
+    def previous_attributes(self) -> dict[str, Any]:
+        """`data.previous_attributes` of an `*.updated` event; empty when absent."""
+        previous: dict[str, Any] | None = self.payload.get("data", {}).get("previous_attributes")
+        return previous or {}
+
+    @property
+    def stripe_account(self) -> str | None:
+        """The connected account to act as when re-reading the object (`options={"stripe_account": …}`)."""
+        return self.account
+
+
+Handler = Callable[[HandlerContext, StoredEvent], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Registration:
+    event_type: str
+    endpoints: frozenset[Endpoint]
+    handler: Handler
+
+
+class DuplicateHandlerError(RuntimeError):
+    """Two handlers claimed one event type; exactly one handler owns each type."""
+
+
+_REGISTRY: dict[str, Registration] = {}
+_loaded = False
+
+
+def handles(*event_types: str, endpoints: frozenset[Endpoint] | set[Endpoint]) -> Callable[[Handler], Handler]:
+    """Register the decorated coroutine as the handler of `event_types`, expected on `endpoints`."""
+    expected = frozenset(endpoints)
+    if not event_types:
+        raise ValueError("handles() needs at least one event type")
+    if not expected or not expected <= set(ENDPOINTS):
+        raise ValueError(f"endpoints must be a non-empty subset of {ENDPOINTS}, got {sorted(expected)}")
+
+    def register(handler: Handler) -> Handler:
+        for event_type in event_types:
+            existing = _REGISTRY.get(event_type)
+            if existing is not None and existing.handler is not handler:
+                raise DuplicateHandlerError(
+                    f"{event_type} is already handled by {existing.handler.__module__}.{existing.handler.__qualname__}"
+                )
+            _REGISTRY[event_type] = Registration(event_type, expected, handler)
+        return handler
+
+    return register
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if not _loaded:
+        from webhooks.handlers import load_handlers
+
+        load_handlers()
+        _loaded = True
+
+
+def registrations() -> Mapping[str, Registration]:
+    """Every registered event type and its registration (handler modules imported on first use)."""
+    _ensure_loaded()
+    return dict(_REGISTRY)
+
+
+def handler_for(event_type: str) -> Registration | None:
+    """The registration for `event_type`, or None when the type is not handled (stored as ignored)."""
+    _ensure_loaded()
+    return _REGISTRY.get(event_type)
+
+
+def handled_event_types() -> list[str]:
+    """Every handled event type, sorted (the `enabled_events` of both endpoints)."""
+    _ensure_loaded()
+    return sorted(_REGISTRY)
+
+
+def event_types_for(endpoint: Endpoint) -> list[str]:
+    """The handled types expected on `endpoint`, sorted (that endpoint's `enabled_events`)."""
+    _ensure_loaded()
+    return sorted(t for t, r in _REGISTRY.items() if endpoint in r.endpoints)
+
+
+def unregister(*event_types: str) -> None:
+    """Remove registrations (tests register throwaway handlers and clean up after themselves)."""
+    for event_type in event_types:
+        _REGISTRY.pop(event_type, None)

@@ -1,0 +1,241 @@
+"""HTTP: the two Stripe webhook endpoints and the admin routes to list and replay stored events."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from arq.connections import ArqRedis
+from litestar import Controller, Request, get, post
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.types import ControllerRouterHandler
+
+from marketplace.auth.guards import admin_only
+from marketplace.deps import ArqDep
+from marketplace.observability import METRICS
+from marketplace.problems import Conflict, NotFound, Problem
+from marketplace.settings import Settings
+from webhooks import store
+from webhooks.ingest import DeliveryTooLarge, InvalidDelivery, check_size, receive
+from webhooks.queueing import enqueue_event, enqueuer_for
+from webhooks.registry import Endpoint
+
+log = logging.getLogger("webhooks.routes")
+
+StatusName = Literal["pending", "processing", "processed", "ignored", "failed", "dead"]
+ReplayableStatus = Literal["failed", "dead", "ignored", "processed"]
+
+
+class DeliveryAck(msgspec.Struct):
+    """The answer Stripe gets: 200 once the event is stored (or was already)."""
+
+    received: bool
+    event_id: str
+    outcome: Literal["stored", "duplicate", "ignored"]
+
+
+class EventSummary(msgspec.Struct):
+    id: str
+    type: str
+    account: str | None
+    endpoint: Endpoint
+    misrouted: bool
+    livemode: bool
+    api_version: str | None
+    created: datetime
+    received_at: datetime
+    status: StatusName
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    processed_at: datetime | None
+
+
+class EventDetail(EventSummary):
+    payload: dict[str, Any]
+
+
+class EventPage(msgspec.Struct):
+    items: list[EventSummary]
+    next_cursor: str | None
+
+
+class ReplayFilter(msgspec.Struct, forbid_unknown_fields=True):
+    """Which stored events to replay: by status (and optionally type), oldest first, at most `limit`."""
+
+    status: ReplayableStatus
+    type: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+
+
+class ReplayResult(msgspec.Struct):
+    replayed: list[str]
+    queued: int  # how many were put on the queue now; the rest the sweeper queues (Redis unavailable)
+
+
+class InvalidCursor(Problem):
+    slug = "invalid-cursor"
+    title = "Invalid cursor"
+
+
+async def _deliver(endpoint: Endpoint, request: Request[Any, Any, Any]) -> DeliveryAck:
+    # Settings and the arq pool come from app state rather than DI: resolving two dependencies runs
+    # an anyio task group per request, a measurable share of this hot path (docs/performance.md).
+    settings: Settings = request.app.state.settings
+    arq: ArqRedis = request.app.state.arq
+    try:
+        check_size(request.headers.get("content-length"), settings.webhook_max_body_bytes)
+    except InvalidDelivery as exc:
+        METRICS.inc("webhook_deliveries_total", endpoint=endpoint, outcome=exc.outcome)
+        raise
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > settings.webhook_max_body_bytes:
+            METRICS.inc("webhook_deliveries_total", endpoint=endpoint, outcome="too_large")
+            raise DeliveryTooLarge(f"The body is larger than {settings.webhook_max_body_bytes} bytes.")
+        chunks.append(chunk)
+    received = await receive(endpoint, b"".join(chunks), request.headers.get("stripe-signature"), settings)
+    if received.outcome == "stored":
+        enqueuer_for(arq).submit(received.event_id)
+    return DeliveryAck(received=True, event_id=received.event_id, outcome=received.outcome)
+
+
+_WEBHOOK_DESCRIPTION = (
+    "Verifies `Stripe-Signature` over the raw body against this endpoint's secrets (any may match, for "
+    "rotation), stores the event, then answers 200; processing is asynchronous. 400: bad signature or "
+    "body (nothing stored). 503: the event store is unavailable (Stripe retries)."
+)
+
+
+@post(
+    "/webhooks/stripe",
+    operation_id="receivePlatformWebhook",
+    tags=["webhooks"],
+    summary="Stripe events of the platform account",
+    description=_WEBHOOK_DESCRIPTION,
+    status_code=200,
+)
+async def platform_webhook(request: Request[Any, Any, Any]) -> DeliveryAck:
+    return await _deliver("platform", request)
+
+
+@post(
+    "/webhooks/stripe/connect",
+    operation_id="receiveConnectWebhook",
+    tags=["webhooks"],
+    summary="Stripe events of connected accounts",
+    description=_WEBHOOK_DESCRIPTION,
+    status_code=200,
+)
+async def connect_webhook(request: Request[Any, Any, Any]) -> DeliveryAck:
+    return await _deliver("connect", request)
+
+
+def _encode_cursor(row: dict[str, Any]) -> str:
+    raw = f"{row['received_at'].isoformat()}|{row['id']}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, _, event_id = raw.partition("|")
+        return datetime.fromisoformat(stamp), event_id
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidCursor("The cursor is not one this API returned.") from exc
+
+
+def _summary(row: dict[str, Any]) -> EventSummary:
+    return EventSummary(**{f: row[f] for f in EventSummary.__struct_fields__})
+
+
+async def _queue_replayed(arq: ArqRedis, replayed: list[store.DueEvent]) -> int:
+    queued = 0
+    for item in replayed:
+        try:
+            queued += await enqueue_event(arq, item.id, attempts=item.attempts)
+        except Exception as exc:  # stored as pending: the sweeper queues it once Redis answers
+            log.warning("replay could not reach Redis (%s); the sweeper will queue the rest", type(exc).__name__)
+            break
+    return queued
+
+
+class EventAdminController(Controller):
+    path = "/admin/events"
+    tags = ["admin", "webhooks"]
+    guards = [admin_only]
+    security = [{"BearerToken": []}]
+
+    @get("/", operation_id="listStripeEvents", summary="Stored Stripe events, newest first, by status and type")
+    async def list_events(
+        self,
+        status: FromQuery[StatusName | None] = None,
+        event_type: Annotated[str | None, QueryParameter(name="type", max_length=128)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        cursor: FromQuery[str | None] = None,
+    ) -> EventPage:
+        before = _decode_cursor(cursor) if cursor else None
+        rows = await store.list_events(status=status, type_=event_type, limit=limit + 1, before=before)
+        page = rows[:limit]
+        next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
+        return EventPage(items=[_summary(r) for r in page], next_cursor=next_cursor)
+
+    @get("/{event_id:str}", operation_id="getStripeEvent", summary="One stored event with its payload")
+    async def get_event(self, event_id: FromPath[str]) -> EventDetail:
+        row = await store.get_event(event_id)
+        if row is None:
+            raise NotFound(f"No stored event {event_id}.")
+        fields = {f: row[f] for f in EventDetail.__struct_fields__}
+        return EventDetail(**fields)
+
+    @post(
+        "/{event_id:str}/replay",
+        operation_id="replayStripeEvent",
+        summary="Process one stored event again (fresh attempt budget)",
+        status_code=202,
+    )
+    async def replay_one(self, event_id: FromPath[str], arq: ArqDep) -> ReplayResult:
+        replayed = await store.replay(ids=[event_id], limit=1)
+        if not replayed:
+            row = await store.get_event(event_id)
+            if row is None:
+                raise NotFound(f"No stored event {event_id}.")
+            raise Conflict(f"Event {event_id} is being processed right now; replay it once that finishes.")
+        return ReplayResult(replayed=[e.id for e in replayed], queued=await _queue_replayed(arq, replayed))
+
+    @post(
+        "/replay",
+        operation_id="replayStripeEvents",
+        summary="Process again every stored event matching a filter (e.g. all dead ones)",
+        status_code=202,
+    )
+    async def replay_many(self, data: JSONBody[ReplayFilter], arq: ArqDep) -> ReplayResult:
+        replayed = await store.replay(statuses=[data.status], type_=data.type, limit=data.limit)
+        return ReplayResult(replayed=[e.id for e in replayed], queued=await _queue_replayed(arq, replayed))
+
+
+METRICS.describe("webhook_queue_lag_seconds", "gauge", "Age of the oldest stored event due for processing.")
+METRICS.describe("webhook_events_due", "gauge", "Stored events due for processing (pending or failed).")
+METRICS.describe("webhook_events_dead", "gauge", "Events parked as dead (need an operator: replay).")
+METRICS.describe("webhook_events_failed", "gauge", "Events waiting for a retry.")
+
+
+async def collect_backlog() -> None:
+    """Metrics collector: event-store gauges, refreshed at each scrape."""
+    figures = await store.backlog()
+    METRICS.set("webhook_queue_lag_seconds", figures.queue_lag_seconds)
+    METRICS.set("webhook_events_due", figures.due)
+    METRICS.set("webhook_events_dead", figures.dead)
+    METRICS.set("webhook_events_failed", figures.failed)
+
+
+def route_handlers() -> list[ControllerRouterHandler]:
+    """The webhook endpoints and the event admin routes (also registers the backlog gauges)."""
+    METRICS.add_collector(collect_backlog)
+    return [platform_webhook, connect_webhook, EventAdminController]

@@ -1,0 +1,421 @@
+"""Every SQL statement on the event store: ingest insert, claim/complete/fail, sweeper, replay, retention.
+
+Status machine of a stored event (the row is the truth; Redis jobs only say "look at event X"):
+
+    pending ──claim──▶ processing ──ok──▶ processed
+       ▲                   │  └─no handler / wrong endpoint──▶ ignored
+       │                   ├─raise, attempts < max──▶ failed ──(next_attempt_at)──claim──▶ processing
+       │                   └─raise, attempts = max──▶ dead
+       └────────────── replay (from failed, dead, processed, ignored)
+
+    ingest with livemode ≠ configured mode ──▶ ignored (never queued)
+    processing with an expired lease (worker died) ──claim──▶ processing (reclaimed by the sweeper)
+
+A claim is a compare-and-set that takes a lease (random token + expiry); completion only counts when
+the token still matches, so a worker whose lease was taken over cannot overwrite the new owner.
+The hot ingest path uses the asyncpg pool directly (one statement, no ORM), the rest is plain SQL too
+so that every state transition reads in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import asyncpg
+
+from marketplace.db import DB
+from webhooks.registry import Endpoint, StoredEvent
+from webhooks.tables import EventStatus
+
+TERMINAL = (EventStatus.processed.value, EventStatus.ignored.value)
+CLAIMABLE = (EventStatus.pending.value, EventStatus.failed.value)
+MAX_ERROR_CHARS = 4000
+
+
+@asynccontextmanager
+async def connection() -> AsyncIterator[asyncpg.Connection]:
+    """A connection from the app/worker pool, or a one-off connection when no pool runs (CLI)."""
+    pool = DB.pool
+    if pool is not None:
+        async with pool.acquire() as conn:
+            yield conn
+        return
+    conn = await asyncpg.connect(DB.config["dsn"])
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """A verified delivery, ready to store."""
+
+    id: str
+    type: str
+    account: str | None
+    endpoint: Endpoint
+    misrouted: bool
+    livemode: bool
+    api_version: str | None
+    created: datetime
+    payload_json: str  # the raw body as received (valid JSON), stored as jsonb without re-encoding
+    status: EventStatus
+
+
+# One statement stores a whole batch of deliveries; RETURNING names the ids that were new.
+_INSERT_MANY = """
+INSERT INTO stripe_events (id, type, account, endpoint, misrouted, livemode, api_version, created, payload,
+                           received_at, status, attempts, next_attempt_at, last_error)
+SELECT e.id, e.type, e.account, e.endpoint, e.misrouted, e.livemode, e.api_version, e.created, e.payload::jsonb,
+       now(), e.status, 0, CASE WHEN e.status = 'pending' THEN now() END, e.note
+  FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::bool[], $6::bool[], $7::varchar[],
+              $8::timestamptz[], $9::text[], $10::varchar[], $11::text[])
+       AS e(id, type, account, endpoint, misrouted, livemode, api_version, created, payload, status, note)
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+
+_Pending = tuple[NewEvent, "str | None", "asyncio.Future[bool]"]
+
+
+class _GroupCommit:
+    """Stores concurrent deliveries in shared transactions (group commit), never delaying a lone one.
+
+    A delivery is flushed at once when fewer than `max_in_flight` inserts are running; otherwise it
+    joins the next batch, flushed as soon as a running insert commits. Every caller still waits for
+    the commit of the statement that holds its row, so nothing is acknowledged before it is durable,
+    and a failed statement fails every delivery in it (each answers 503, Stripe retries).
+    """
+
+    def __init__(self, max_in_flight: int = 3, max_batch: int = 500) -> None:
+        self.max_in_flight = max_in_flight
+        self.max_batch = max_batch
+        self.waiting: list[_Pending] = []
+        self.in_flight = 0
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def insert(self, event: NewEvent, note: str | None) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self.in_flight < self.max_in_flight and not self.waiting:
+            # Nobody to share a commit with: store it from this task (no extra task, no extra wait).
+            self.in_flight += 1
+            await self._flush([(event, note, future)])
+            return future.result()
+        self.waiting.append((event, note, future))
+        if self.in_flight < self.max_in_flight:
+            self._flush_next()
+        return await future
+
+    def _flush_next(self) -> None:
+        batch, self.waiting = self.waiting[: self.max_batch], self.waiting[self.max_batch :]
+        self.in_flight += 1
+        task = asyncio.create_task(self._flush(batch))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _flush(self, batch: list[_Pending]) -> None:
+        try:
+            first: dict[str, int] = {}
+            for index, (event, _, _) in enumerate(batch):
+                first.setdefault(event.id, index)  # a copy within the batch is a duplicate of the first
+            rows = [batch[i] for i in first.values()]
+            columns: list[list[Any]] = [[] for _ in range(11)]
+            for event, note, _ in rows:
+                values = (
+                    event.id,
+                    event.type,
+                    event.account,
+                    event.endpoint,
+                    event.misrouted,
+                    event.livemode,
+                    event.api_version,
+                    event.created,
+                    event.payload_json,
+                    event.status.value,
+                    note,
+                )
+                for column, value in zip(columns, values, strict=True):
+                    column.append(value)
+            async with connection() as conn:
+                inserted = {r["id"] for r in await conn.fetch(_INSERT_MANY, *columns)}
+            for index, (event, _, future) in enumerate(batch):
+                if not future.done():
+                    future.set_result(event.id in inserted and first[event.id] == index)
+        except Exception as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+        finally:
+            self.in_flight -= 1
+            if self.waiting:
+                self._flush_next()
+
+
+_group_commits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _GroupCommit] = weakref.WeakKeyDictionary()
+
+
+async def insert_event(event: NewEvent, *, note: str | None = None) -> bool:
+    """Store a delivery durably; False when the event id was already stored (a duplicate delivery)."""
+    loop = asyncio.get_running_loop()
+    group = _group_commits.get(loop)
+    if group is None:
+        group = _group_commits[loop] = _GroupCommit()
+    return await group.insert(event, note)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An event this worker holds the lease on."""
+
+    event: StoredEvent
+    lease_token: str
+    attempts: int  # including this one
+    received_at: datetime
+
+
+def _stored_event(row: asyncpg.Record) -> StoredEvent:
+    payload = row["payload"]
+    if isinstance(payload, str):
+        payload = json.loads(payload)
+    # Handlers act on the account the event carries, whichever endpoint it reached (misrouted events).
+    effective: Endpoint = "connect" if row["account"] else "platform"
+    return StoredEvent(
+        id=row["id"],
+        type=row["type"],
+        account=row["account"],
+        endpoint=effective,
+        livemode=row["livemode"],
+        api_version=row["api_version"],
+        created=row["created"],
+        payload=cast(dict[str, Any], payload),
+    )
+
+
+async def claim(event_id: str, lease_seconds: int) -> Claim | None:
+    """Take the lease on a claimable event (compare-and-set); None if done, or someone else holds it."""
+    token = secrets.token_hex(16)
+    async with connection() as conn:
+        row = await conn.fetchrow(
+            """
+            UPDATE stripe_events
+               SET status = 'processing', attempts = attempts + 1, lease_token = $2,
+                   lease_until = now() + make_interval(secs => $3)
+             WHERE id = $1
+               AND (status IN ('pending', 'failed') OR (status = 'processing' AND lease_until < now()))
+         RETURNING id, type, account, livemode, api_version, created, payload, attempts, received_at
+            """,
+            event_id,
+            token,
+            float(lease_seconds),
+        )
+    if row is None:
+        return None
+    return Claim(_stored_event(row), token, row["attempts"], row["received_at"])
+
+
+async def finish(event_id: str, lease_token: str, status: EventStatus, note: str | None = None) -> bool:
+    """Record a terminal outcome (processed / ignored) if we still hold the lease."""
+    async with connection() as conn:
+        result: str = await conn.execute(
+            """
+            UPDATE stripe_events
+               SET status = $3, processed_at = now(), lease_token = NULL, lease_until = NULL,
+                   next_attempt_at = NULL, last_error = $4
+             WHERE id = $1 AND lease_token = $2 AND status = 'processing'
+            """,
+            event_id,
+            lease_token,
+            status.value,
+            note,
+        )
+    return result.endswith(" 1")
+
+
+async def fail(
+    event_id: str, lease_token: str, error: str, *, attempts: int, max_attempts: int, retry_in: timedelta
+) -> EventStatus | None:
+    """Record a handler failure: `failed` with a next attempt, or `dead` after `max_attempts`."""
+    status = EventStatus.dead if attempts >= max_attempts else EventStatus.failed
+    async with connection() as conn:
+        result: str = await conn.execute(
+            """
+            UPDATE stripe_events
+               SET status = $3::varchar, last_error = $4, lease_token = NULL, lease_until = NULL,
+                   next_attempt_at = CASE WHEN $3::varchar = 'failed' THEN now() + make_interval(secs => $5) END
+             WHERE id = $1 AND lease_token = $2 AND status = 'processing'
+            """,
+            event_id,
+            lease_token,
+            status.value,
+            error[:MAX_ERROR_CHARS],
+            retry_in.total_seconds(),
+        )
+    return status if result.endswith(" 1") else None
+
+
+@dataclass(frozen=True, slots=True)
+class DueEvent:
+    id: str
+    attempts: int
+    status: str
+
+
+async def due_events(*, pending_grace: timedelta, limit: int) -> list[DueEvent]:
+    """Events a worker should pick up now but that may not be queued.
+
+    Pending events older than `pending_grace` (ingest could not reach Redis), failed events whose
+    retry time has come, and processing events whose lease expired (their worker died).
+    """
+    async with connection() as conn:
+        rows = await conn.fetch(
+            """
+            (SELECT id, attempts, status FROM stripe_events
+              WHERE status = 'pending' AND next_attempt_at <= now() - make_interval(secs => $1)
+              ORDER BY next_attempt_at LIMIT $2)
+            UNION ALL
+            (SELECT id, attempts, status FROM stripe_events
+              WHERE status = 'failed' AND next_attempt_at <= now()
+              ORDER BY next_attempt_at LIMIT $2)
+            UNION ALL
+            (SELECT id, attempts, status FROM stripe_events
+              WHERE status = 'processing' AND lease_until < now()
+              ORDER BY lease_until LIMIT $2)
+            """,
+            pending_grace.total_seconds(),
+            limit,
+        )
+    return [DueEvent(r["id"], r["attempts"], r["status"]) for r in rows]
+
+
+async def replay(
+    *, ids: Sequence[str] | None = None, statuses: Sequence[str] | None = None, type_: str | None = None, limit: int
+) -> list[DueEvent]:
+    """Put events back to pending with a fresh attempt budget; events under a live lease are left alone."""
+    conditions = ["NOT (status = 'processing' AND lease_until >= now())"]
+    args: list[Any] = []
+    if ids is not None:
+        args.append(list(ids))
+        conditions.append(f"id = ANY(${len(args)}::varchar[])")
+    if statuses is not None:
+        args.append(list(statuses))
+        conditions.append(f"status = ANY(${len(args)}::varchar[])")
+    if type_ is not None:
+        args.append(type_)
+        conditions.append(f"type = ${len(args)}")
+    args.append(limit)
+    async with connection() as conn:
+        # Only fixed fragments and $n placeholders are interpolated; every value is a bind parameter.
+        rows = await conn.fetch(
+            f"""
+            UPDATE stripe_events
+               SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_token = NULL,
+                   lease_until = NULL, processed_at = NULL
+             WHERE id IN (SELECT id FROM stripe_events WHERE {" AND ".join(conditions)}
+                          ORDER BY received_at LIMIT ${len(args)} FOR UPDATE SKIP LOCKED)
+         RETURNING id, attempts, status
+            """,  # noqa: S608
+            *args,
+        )
+    return [DueEvent(r["id"], r["attempts"], r["status"]) for r in rows]
+
+
+async def get_event(event_id: str) -> dict[str, Any] | None:
+    async with connection() as conn:
+        row = await conn.fetchrow("SELECT * FROM stripe_events WHERE id = $1", event_id)
+    if row is None:
+        return None
+    out = dict(row)
+    if isinstance(out["payload"], str):
+        out["payload"] = json.loads(out["payload"])
+    return out
+
+
+_SUMMARY_COLUMNS = (
+    "id, type, account, endpoint, misrouted, livemode, api_version, created, received_at, status, attempts, "
+    "last_error, next_attempt_at, processed_at"
+)
+
+
+async def list_events(
+    *,
+    status: str | None,
+    type_: str | None,
+    limit: int,
+    before: tuple[datetime, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Events newest first, filtered; `before` is the (received_at, id) keyset cursor of the last page."""
+    conditions: list[str] = []
+    args: list[Any] = []
+    if status is not None:
+        args.append(status)
+        conditions.append(f"status = ${len(args)}")
+    if type_ is not None:
+        args.append(type_)
+        conditions.append(f"type = ${len(args)}")
+    if before is not None:
+        args.extend(before)
+        conditions.append(f"(received_at, id) < (${len(args) - 1}, ${len(args)})")
+    args.append(limit)
+    where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
+    async with connection() as conn:
+        # Only fixed fragments and $n placeholders are interpolated; every value is a bind parameter.
+        query = f"SELECT {_SUMMARY_COLUMNS} FROM stripe_events {where} ORDER BY received_at DESC, id DESC"  # noqa: S608
+        rows = await conn.fetch(f"{query} LIMIT ${len(args)}", *args)
+    return [dict(r) for r in rows]
+
+
+async def prune(retention_days: int, *, batch: int = 5000) -> int:
+    """Delete processed and ignored events received more than `retention_days` ago; failed/dead stay."""
+    cutoff = datetime.now(UTC) - timedelta(days=retention_days)
+    total = 0
+    while True:
+        async with connection() as conn:
+            result: str = await conn.execute(
+                """
+                DELETE FROM stripe_events WHERE id IN (
+                    SELECT id FROM stripe_events WHERE status IN ('processed', 'ignored') AND received_at < $1
+                    LIMIT $2)
+                """,
+                cutoff,
+                batch,
+            )
+        deleted = int(result.rsplit(" ", 1)[-1])
+        total += deleted
+        if deleted < batch:
+            return total
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    queue_lag_seconds: float  # age of the oldest event due for processing (0 when none)
+    due: int
+    dead: int
+    failed: int
+
+
+async def backlog() -> Backlog:
+    """Figures for the metrics gauges."""
+    async with connection() as conn:
+        row = await conn.fetchrow(
+            """
+            SELECT
+              COALESCE(EXTRACT(EPOCH FROM now() - min(next_attempt_at)
+                       FILTER (WHERE status IN ('pending', 'failed') AND next_attempt_at <= now())), 0)
+                AS lag,
+              count(*) FILTER (WHERE status IN ('pending', 'failed') AND next_attempt_at <= now()) AS due,
+              count(*) FILTER (WHERE status = 'dead') AS dead,
+              count(*) FILTER (WHERE status = 'failed') AS failed
+            FROM stripe_events WHERE status IN ('pending', 'failed', 'dead')
+            """
+        )
+    assert row is not None
+    return Backlog(float(row["lag"]), int(row["due"]), int(row["dead"]), int(row["failed"]))

@@ -1,0 +1,45 @@
+"""The durable event store: one row per Stripe event id, written before the delivery is acknowledged.
+
+The row is the source of truth for an event's processing state (see `webhooks.store` for the status
+machine); Redis only carries "please look at event X" hints, so losing Redis loses nothing.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from piccolo.columns import JSONB, Boolean, Integer, Text, Timestamptz, Varchar
+from piccolo.table import Table
+
+from marketplace.db import DB
+
+
+class EventStatus(StrEnum):
+    pending = "pending"  # stored, waiting for a worker (queued, or to be queued by the sweeper)
+    processing = "processing"  # claimed by a worker holding an unexpired lease
+    processed = "processed"  # a handler finished (terminal)
+    ignored = "ignored"  # no handler, or livemode mismatch (terminal)
+    failed = "failed"  # a handler raised; retried at next_attempt_at
+    dead = "dead"  # gave up after the maximum number of attempts; replay brings it back
+
+
+class StripeEvent(Table, tablename="stripe_events", db=DB):
+    """A Stripe event as delivered to one of our two endpoints."""
+
+    id = Varchar(length=255, primary_key=True)  # Stripe's event id (evt_…): deliveries deduplicate on it
+    type = Varchar(length=128)
+    account = Varchar(length=255, null=True, default=None)  # connected account (acct_…) or null
+    endpoint = Varchar(length=16)  # "platform" | "connect": which endpoint received it
+    misrouted = Boolean(default=False)  # arrived at the endpoint that does not match `account`
+    livemode = Boolean(default=False)
+    api_version = Varchar(length=64, null=True, default=None)
+    created = Timestamptz()  # Stripe's `created`
+    payload = JSONB()
+    received_at = Timestamptz()
+    status = Varchar(length=16, choices=EventStatus, default=EventStatus.pending.value)
+    attempts = Integer(default=0)
+    last_error = Text(null=True, default=None)
+    next_attempt_at = Timestamptz(null=True, default=None)
+    lease_token = Varchar(length=64, null=True, default=None)
+    lease_until = Timestamptz(null=True, default=None)
+    processed_at = Timestamptz(null=True, default=None)
