@@ -23,6 +23,7 @@ from marketplace.observability import RequestIdMiddleware, configure_logging
 from marketplace.problems import exception_handlers
 from marketplace.queue import arq_pool
 from marketplace.settings import Settings, get_settings
+from webhooks.routes import WebhookIngress
 
 API_VERSION = "0.1.0"
 
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
         logging_config=None,  # our JSON handler (configure_logging) is the only one
     )
-    # Outermost, so routing errors (404/405) carry the request id too.
-    app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
+    # Outermost, so routing errors (404/405) carry the request id too; the webhook ingress inside it
+    # serves Stripe's deliveries without the framework's per-request machinery (webhooks/routes.py).
+    app.asgi_handler = RequestIdMiddleware(WebhookIngress(app.asgi_handler))
     return app

@@ -91,6 +91,33 @@ _TITLES = {
 }
 
 
+def problem_body(
+    *, status: int, type_: str, title: str, detail: str | None, instance: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The RFC 9457 document every error of the API carries."""
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body["instance"] = instance
+    request_id = current_request_id()
+    if request_id:
+        body["request_id"] = request_id
+    if extra:
+        body.update(extra)
+    return body
+
+
+def body_of(problem: Problem, instance: str) -> dict[str, Any]:
+    return problem_body(
+        status=problem.status,
+        type_=TYPE_BASE + problem.slug,
+        title=problem.title,
+        detail=problem.detail,
+        instance=instance,
+        extra=problem.extra,
+    )
+
+
 def problem_response(
     request: Request[Any, Any, Any],
     *,
@@ -101,28 +128,14 @@ def problem_response(
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Response[dict[str, Any]]:
-    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    body["instance"] = request.url.path
-    request_id = current_request_id()
-    if request_id:
-        body["request_id"] = request_id
-    if extra:
-        body.update(extra)
+    body = problem_body(status=status, type_=type_, title=title, detail=detail, instance=request.url.path, extra=extra)
     return Response(content=body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def handle_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     assert isinstance(exc, Problem)
-    return problem_response(
-        request,
-        status=exc.status,
-        type_=TYPE_BASE + exc.slug,
-        title=exc.title,
-        detail=exc.detail,
-        headers=exc.headers,
-        extra=exc.extra,
+    return Response(
+        content=body_of(exc, request.url.path), status_code=exc.status, media_type=PROBLEM_JSON, headers=exc.headers
     )
 
 

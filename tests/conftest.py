@@ -164,7 +164,9 @@ def sandbox() -> Iterator[Any]:
     """The offline Stripe sandbox in a background thread, with a fast delivery retry schedule."""
     from sandbox.server import SandboxConfig, run_in_thread
 
-    running = run_in_thread(SandboxConfig(port=SANDBOX_PORT, mode="test", retry_schedule=(0.05, 0.1, 0.2, 0.4, 0.8)))
+    running = run_in_thread(
+        SandboxConfig(port=SANDBOX_PORT, mode="test", retry_schedule=(0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2))
+    )
     yield running
     running.stop()
 

@@ -61,14 +61,20 @@ async def enqueue_event(pool: ArqRedis, event_id: str, *, attempts: int = 0, def
     return job is not None
 
 
-# KEYS: job key, result key, queue; ARGV: expiry ms, serialized job, score, job id.
+# arq's enqueue_job for a whole batch in one call (one command to pack and one round trip, whatever
+# the batch size). KEYS: queue, then job key and result key per job. ARGV: expiry ms, score, then the
+# serialized job and job id per job. Returns how many jobs were new (a job id still queued is skipped).
 _ENQUEUE_LUA = """
-if redis.call('exists', KEYS[1], KEYS[2]) == 0 then
-  redis.call('psetex', KEYS[1], ARGV[1], ARGV[2])
-  redis.call('zadd', KEYS[3], ARGV[3], ARGV[4])
-  return 1
+local queued = 0
+for i = 0, (#KEYS - 1) / 2 - 1 do
+  local job_key, result_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
+  if redis.call('exists', job_key, result_key) == 0 then
+    redis.call('psetex', job_key, ARGV[1], ARGV[3 + 2 * i])
+    redis.call('zadd', KEYS[1], ARGV[2], ARGV[4 + 2 * i])
+    queued = queued + 1
+  end
 end
-return 0
+return queued
 """
 
 
@@ -114,25 +120,26 @@ class BatchEnqueuer:
         if self.sha is None:
             self.sha = str(await self.pool.script_load(_ENQUEUE_LUA))
         try:
-            results = await self._pipeline(batch, self.sha)
+            queued = await self._enqueue_many(batch, self.sha)
         except NoScriptError:  # Redis restarted and forgot the script
             self.sha = str(await self.pool.script_load(_ENQUEUE_LUA))
-            results = await self._pipeline(batch, self.sha)
-        queued = sum(1 for r in results if r == 1)
+            queued = await self._enqueue_many(batch, self.sha)
         METRICS.inc("webhook_enqueue_total", float(queued), result="queued")
         if len(batch) > queued:
             METRICS.inc("webhook_enqueue_total", float(len(batch) - queued), result="exists")
 
-    async def _pipeline(self, batch: list[str], sha: str) -> list[Any]:
+    async def _enqueue_many(self, batch: list[str], sha: str) -> int:
         now_ms = int(time.time() * 1000)
-        queue = self.pool.default_queue_name
-        async with self.pool.pipeline(transaction=False) as pipe:
-            for event_id in batch:
-                job = serialize_job(PROCESS_EVENT, (event_id,), {}, None, now_ms, serializer=self.pool.job_serializer)
-                keys_and_args = (job_key_prefix + event_id, result_key_prefix + event_id, queue)
-                pipe.evalsha(sha, 3, *keys_and_args, expires_extra_ms, job, now_ms, event_id)  # type: ignore[arg-type]  # redis-py stubs say str; any encodable value is sent
-            results: list[Any] = await pipe.execute()
-        return results
+        keys: list[Any] = [self.pool.default_queue_name]
+        args: list[Any] = [expires_extra_ms, now_ms]
+        for event_id in dict.fromkeys(batch):  # one job per id, even if submitted twice
+            keys += (job_key_prefix + event_id, result_key_prefix + event_id)
+            args += (
+                serialize_job(PROCESS_EVENT, (event_id,), {}, None, now_ms, serializer=self.pool.job_serializer),
+                event_id,
+            )
+        queued: int = await self.pool.evalsha(sha, len(keys), *keys, *args)  # type: ignore[misc]
+        return queued
 
     async def flush(self) -> None:
         """Wait until everything submitted so far was sent (tests, shutdown)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -12,12 +13,20 @@ import msgspec
 from arq.connections import ArqRedis
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
-from litestar.types import ControllerRouterHandler
+from litestar.types import (
+    ASGIApp,
+    ControllerRouterHandler,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Receive,
+    Scope,
+    Send,
+)
 
 from marketplace.auth.guards import admin_only
 from marketplace.deps import ArqDep
 from marketplace.observability import METRICS
-from marketplace.problems import Conflict, NotFound, Problem
+from marketplace.problems import PROBLEM_JSON, Conflict, NotFound, Problem, body_of
 from marketplace.settings import Settings
 from webhooks import store
 from webhooks.ingest import DeliveryTooLarge, InvalidDelivery, check_size, receive
@@ -82,28 +91,111 @@ class InvalidCursor(Problem):
     title = "Invalid cursor"
 
 
-async def _deliver(endpoint: Endpoint, request: Request[Any, Any, Any]) -> DeliveryAck:
-    # Settings and the arq pool come from app state rather than DI: resolving two dependencies runs
-    # an anyio task group per request, a measurable share of this hot path (docs/performance.md).
-    settings: Settings = request.app.state.settings
-    arq: ArqRedis = request.app.state.arq
+async def accept_delivery(
+    endpoint: Endpoint,
+    headers: Iterable[tuple[bytes, bytes]],
+    body: AsyncIterator[bytes],
+    settings: Settings,
+    arq: ArqRedis,
+) -> DeliveryAck:
+    """One delivery, whoever serves the HTTP: size limit, read, verify, store, then queue in the background.
+
+    Raises `InvalidDelivery` (400) or `EventStoreUnavailable` (503); both are problems.
+    """
+    content_length = signature = None
+    for name, value in headers:
+        if name == b"content-length":
+            content_length = value.decode("latin-1")
+        elif name == b"stripe-signature":
+            signature = value.decode("latin-1")
     try:
-        check_size(request.headers.get("content-length"), settings.webhook_max_body_bytes)
+        check_size(content_length, settings.webhook_max_body_bytes)
     except InvalidDelivery as exc:
         METRICS.inc("webhook_deliveries_total", endpoint=endpoint, outcome=exc.outcome)
         raise
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    async for chunk in body:
         size += len(chunk)
         if size > settings.webhook_max_body_bytes:
             METRICS.inc("webhook_deliveries_total", endpoint=endpoint, outcome="too_large")
             raise DeliveryTooLarge(f"The body is larger than {settings.webhook_max_body_bytes} bytes.")
         chunks.append(chunk)
-    received = await receive(endpoint, b"".join(chunks), request.headers.get("stripe-signature"), settings)
+    received = await receive(endpoint, b"".join(chunks), signature, settings)
     if received.outcome == "stored":
         enqueuer_for(arq).submit(received.event_id)
     return DeliveryAck(received=True, event_id=received.event_id, outcome=received.outcome)
+
+
+async def _deliver(endpoint: Endpoint, request: Request[Any, Any, Any]) -> DeliveryAck:
+    settings: Settings = request.app.state.settings
+    arq: ArqRedis = request.app.state.arq
+    return await accept_delivery(endpoint, request.scope["headers"], request.stream(), settings, arq)
+
+
+WEBHOOK_PATHS: dict[str, Endpoint] = {"/webhooks/stripe": "platform", "/webhooks/stripe/connect": "connect"}
+_ACK_ENCODER = msgspec.json.Encoder()
+
+
+class WebhookIngress:
+    """ASGI: serves `POST` on the two webhook paths directly, in front of the framework.
+
+    Stripe's deliveries are the API's hot path, and a store-before-ack receiver is judged against a
+    bare verify-and-insert one (docs/performance.md). Routing, dependency injection and response
+    building cost more per delivery than storing it, so these two requests skip them and run the
+    same `accept_delivery` the framework routes run. Every other request goes to the app. Errors keep
+    the problem-details shape; the request id and access log wrap this like any route.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = WEBHOOK_PATHS.get(scope["path"]) if scope["type"] == "http" else None  # type: ignore[comparison-overlap]
+        if endpoint is None or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        app = scope["litestar_app"]
+
+        async def body() -> AsyncIterator[bytes]:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnected
+                chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
+                yield chunk
+                if not message.get("more_body", False):
+                    return
+
+        status, headers = 200, [(b"content-type", b"application/json")]
+        try:
+            ack = await accept_delivery(endpoint, scope["headers"], body(), app.state.settings, app.state.arq)
+            payload = _ACK_ENCODER.encode(ack)
+        except ClientDisconnected:
+            return
+        except Problem as problem:
+            status, headers = problem.status, [(b"content-type", PROBLEM_JSON.encode())]
+            headers += [(k.lower().encode(), v.encode()) for k, v in problem.headers.items()]
+            payload = _ACK_ENCODER.encode(body_of(problem, scope["path"]))
+        except Exception:
+            log.exception("unhandled error while receiving a webhook")
+            status, headers = 500, [(b"content-type", PROBLEM_JSON.encode())]
+            payload = _ACK_ENCODER.encode(body_of(InternalError("Something went wrong on our side."), scope["path"]))
+        headers.append((b"content-length", str(len(payload)).encode()))
+        start: HTTPResponseStartEvent = {"type": "http.response.start", "status": status, "headers": headers}
+        await send(start)
+        end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": payload, "more_body": False}
+        await send(end)
+
+
+class ClientDisconnected(Exception):
+    """The sender went away before the body arrived; there is nobody to answer."""
+
+
+class InternalError(Problem):
+    status = 500
+    slug = "internal-error"
+    title = "Internal server error"
 
 
 _WEBHOOK_DESCRIPTION = (

@@ -37,6 +37,25 @@ class Stack:
     stripe: stripe.StripeClient
     settings: Settings
 
+    async def diagnose(self) -> str:
+        """What the pipeline holds, for a failing wait: recent stored events and sandbox deliveries."""
+        from webhooks.tables import StripeEvent
+
+        events = (
+            await StripeEvent.select(
+                StripeEvent.id, StripeEvent.type, StripeEvent.account, StripeEvent.status, StripeEvent.last_error
+            )
+            .order_by(StripeEvent.received_at, ascending=False)
+            .limit(10)
+        )
+        deliveries = await self.control.deliveries()
+        recent = [
+            {k: d[k] for k in ("event", "type", "account", "status", "fault")}
+            | {"attempts": [(a.get("status_code"), a.get("error")) for a in d.get("attempts", [])]}
+            for d in deliveries[-10:]
+        ]
+        return f"stored events (newest first): {events}\nsandbox deliveries (latest): {recent}"
+
     async def eventually(
         self, probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], timeout: float = 15.0
     ) -> T:
@@ -47,7 +66,9 @@ class Stack:
             if accept(value):
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"condition not met within {timeout} s; last value: {value!r}")
+                raise AssertionError(
+                    f"condition not met within {timeout} s; last value: {value!r}\n{await self.diagnose()}"
+                )
             await asyncio.sleep(0.05)
 
 

@@ -138,17 +138,8 @@ def wh_settings(database: str, private_redis: PrivateRedis) -> Settings:
 
 @pytest.fixture(scope="session")
 def wh_app(wh_settings: Settings) -> Litestar:
-    """The real app factory (lifespan, DI, errors, middleware), mounting health and the webhook routes only."""
-    from unittest import mock
-
-    import webhooks.routes
-    from marketplace import health, routes
-
-    def webhook_routes() -> list[Any]:
-        return [health.live, health.ready, health.metrics, *webhooks.routes.route_handlers()]
-
-    with mock.patch.object(routes, "route_handlers", webhook_routes):
-        return create_app(wh_settings)
+    """The real app (lifespan, DI, errors, middleware, every route) with the pipeline's test settings."""
+    return create_app(wh_settings)
 
 
 @pytest.fixture(scope="session")
