@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -62,6 +63,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             api_base=settings.stripe_api_base,
             max_network_retries=settings.stripe_max_network_retries,
         )
+        # Everything allocated so far lives as long as the process: move it out of the collector's way, so
+        # full collections under load scan only request garbage (shorter pauses, a shorter latency tail).
+        gc.freeze()
         try:
             yield
         finally:

@@ -7,8 +7,9 @@ token or key is masked in every log line by `RedactingFilter`, whatever logger p
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
-import json
+import itertools
 import logging
 import re
 import sys
@@ -19,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -26,6 +28,15 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 _PATTERNS = re.compile(
     r"(sk|rk)_(live|test)_[A-Za-z0-9]+|whsec_[A-Za-z0-9+/=_-]+|mkt_[A-Za-z0-9_-]{10,}|(?i:bearer)\s+[^\s\"',]+"
 )
+
+
+_ID_PREFIX = uuid.uuid4().hex[:16]  # random per process: ids from several processes never collide
+_id_counter = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """32 hex characters, unique per process and across processes, without a system call per request."""
+    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 def current_request_id() -> str | None:
@@ -54,6 +65,9 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_ENCODER = msgspec.json.Encoder(enc_hook=str)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -71,18 +85,83 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_text:
             entry["exc"] = record.exc_text
-        return json.dumps(entry, default=str)
+        return _ENCODER.encode(entry).decode()
+
+
+class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes INFO lines in batches and WARNING and above at once.
+
+    One access line per request made each request pay a write system call of its own, the largest
+    cost of a webhook delivery at low concurrency (docs/performance.md). Lines are gathered and
+    written together when `max_delay` has passed, the batch is large, a record of WARNING or above
+    arrives (with everything before it, in order), the handler is flushed or closed, or the
+    background flusher wakes up (so an idle process still prints within `max_delay`).
+    """
+
+    def __init__(self, stream: Any = None, max_delay: float = 0.2, max_bytes: int = 64 * 1024) -> None:
+        super().__init__(stream)
+        self.max_delay = max_delay
+        self.max_bytes = max_bytes
+        self._lines: list[str] = []
+        self._size = 0
+        self._oldest = 0.0
+        self._stop_flusher = threading.Event()
+        threading.Thread(target=self._flusher, name="log-flusher", daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        if not self._lines:
+            self._oldest = time.monotonic()
+        self._lines.append(line)
+        self._size += len(line)
+        if (
+            record.levelno >= logging.WARNING
+            or self._size >= self.max_bytes
+            or time.monotonic() - self._oldest >= self.max_delay
+        ):
+            self._write()
+
+    def _write(self) -> None:  # called with the handler lock held
+        if self._lines:
+            text, self._lines, self._size = "".join(self._lines), [], 0
+            # A closed (ValueError) or broken (OSError) stream must not take the app down.
+            with contextlib.suppress(OSError, ValueError):
+                self.stream.write(text)
+                self.stream.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write()
+
+    def close(self) -> None:
+        self._stop_flusher.set()
+        self.flush()
+        super().close()
+
+    def _flusher(self) -> None:
+        while not self._stop_flusher.wait(self.max_delay):
+            if self._lines and time.monotonic() - self._oldest >= self.max_delay:
+                self.flush()
 
 
 def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     """Send JSON lines to stderr through one redacting handler on the root logger."""
-    handler = logging.StreamHandler(sys.stderr)
+    # Nothing we print needs them, and each costs a lookup on every record (the access line is per request).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    handler = BatchingStreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_marketplace", False):
             root.removeHandler(old)
+            old.close()
     handler._marketplace = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
@@ -108,7 +187,7 @@ class RequestIdMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        request_id = incoming if incoming and _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if incoming and _REQUEST_ID_RE.match(incoming) else new_request_id()
         token = _request_id.set(request_id)
         started = time.perf_counter()
         status = 500

@@ -84,7 +84,7 @@ class BatchEnqueuer:
     def __init__(self, pool: ArqRedis) -> None:
         self.pool = pool
         self.sha: str | None = None
-        self.pending: asyncio.Queue[str] = asyncio.Queue()
+        self.pending: list[str] = []  # only touched from the event loop's thread
         self.task: asyncio.Task[None] | None = None
         self.down_until = 0.0
 
@@ -93,23 +93,21 @@ class BatchEnqueuer:
         if time.monotonic() < self.down_until:
             METRICS.inc("webhook_enqueue_total", result="skipped_redis_down")
             return
-        self.pending.put_nowait(event_id)
+        self.pending.append(event_id)
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._drain(), name="webhook-enqueuer")
 
     async def _drain(self) -> None:
         await asyncio.sleep(LINGER_SECONDS)
-        while not self.pending.empty():
-            batch = [self.pending.get_nowait()]
-            while len(batch) < BATCH_MAX and not self.pending.empty():
-                batch.append(self.pending.get_nowait())
+        while self.pending:
+            batch = self.pending[:BATCH_MAX]
+            del self.pending[:BATCH_MAX]
             try:
                 await self._send(batch)
             except Exception as exc:
                 self.down_until = time.monotonic() + REDIS_COOLDOWN_SECONDS
-                dropped = len(batch) + self.pending.qsize()
-                while not self.pending.empty():
-                    self.pending.get_nowait()
+                dropped = len(batch) + len(self.pending)
+                self.pending.clear()
                 METRICS.inc("webhook_enqueue_total", float(dropped), result="error")
                 log.warning(
                     "could not queue %d stored events (%s); the sweeper will queue them", dropped, type(exc).__name__

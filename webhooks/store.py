@@ -84,6 +84,16 @@ ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
 
+# A lone delivery (the common case below saturation) skips the array encoding and the unnest.
+_INSERT_ONE = """
+INSERT INTO stripe_events (id, type, account, endpoint, misrouted, livemode, api_version, created, payload,
+                           received_at, status, attempts, next_attempt_at, last_error)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, now(), $10::varchar, 0,
+        CASE WHEN $10::varchar = 'pending' THEN now() END, $11::text)
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+
 _Pending = tuple[NewEvent, "str | None", "asyncio.Future[bool]"]
 
 
@@ -146,7 +156,11 @@ class _GroupCommit:
                 for column, value in zip(columns, values, strict=True):
                     column.append(value)
             async with connection() as conn:
-                inserted = {r["id"] for r in await conn.fetch(_INSERT_MANY, *columns)}
+                if len(rows) == 1:
+                    new_id = await conn.fetchval(_INSERT_ONE, *(column[0] for column in columns))
+                    inserted = {new_id} if new_id is not None else set()
+                else:
+                    inserted = {r["id"] for r in await conn.fetch(_INSERT_MANY, *columns)}
             for index, (event, _, future) in enumerate(batch):
                 if not future.done():
                     future.set_result(event.id in inserted and first[event.id] == index)

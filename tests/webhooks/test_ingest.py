@@ -206,3 +206,28 @@ async def test_database_down_answers_5xx_so_stripe_retries(wh_client: Any, monke
     response = await post_event(wh_client, event)
     assert response.status_code == 503
     assert response.json()["type"] == "urn:marketplace:problem:event-store-unavailable"
+
+
+async def test_framework_route_and_fast_ingress_answer_alike(wh_client: Any) -> None:
+    """`/webhooks/stripe/` (trailing slash) reaches the Litestar route, the exact path the ingress:
+    both run `accept_delivery`, so both store, acknowledge and refuse the same way."""
+    for path in ("/webhooks/stripe", "/webhooks/stripe/"):
+        event = make_event()
+        body = json.dumps(event)
+        ok = await wh_client.post(
+            path,
+            content=body,
+            headers={"Stripe-Signature": sign(body, PLATFORM_SECRET), "Content-Type": "application/json"},
+        )
+        assert ok.status_code == 200, (path, ok.text)
+        assert ok.json() == {"received": True, "event_id": event["id"], "outcome": "stored"}
+        assert await stored(event["id"]) is not None
+        forged = make_event()
+        bad_body = json.dumps(forged)
+        bad = await wh_client.post(path, content=bad_body, headers={"Stripe-Signature": sign(bad_body, "whsec_x")})
+        assert bad.status_code == 400
+        assert bad.headers["content-type"].startswith(PROBLEM)
+        assert bad.json()["type"] == "urn:marketplace:problem:webhook-signature-invalid"
+        assert bad.json()["instance"].rstrip("/") == "/webhooks/stripe"
+        assert "request_id" in bad.json()
+        assert await stored(forged["id"]) is None

@@ -1,0 +1,51 @@
+"""Log lines: batched INFO lines still reach the stream promptly, warnings at once, in order."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+
+from marketplace.observability import BatchingStreamHandler, JsonFormatter, new_request_id
+
+
+def make_logger(stream: io.StringIO, max_delay: float) -> tuple[logging.Logger, BatchingStreamHandler]:
+    handler = BatchingStreamHandler(stream, max_delay=max_delay)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(f"test.batching.{id(stream)}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return logger, handler
+
+
+def test_info_lines_are_written_by_the_flusher_when_the_process_goes_idle() -> None:
+    stream = io.StringIO()
+    logger, handler = make_logger(stream, max_delay=0.05)
+    logger.info("first")
+    logger.info("second")
+    assert stream.getvalue() == ""  # batched, not one write per line
+    deadline = time.monotonic() + 2
+    while stream.getvalue().count("\n") < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [json.loads(line)["msg"] for line in stream.getvalue().splitlines()] == ["first", "second"]
+    handler.close()
+    handler.close()  # closing twice (logging.shutdown after a reconfigure) is harmless
+
+
+def test_a_warning_writes_everything_before_it_at_once_in_order() -> None:
+    stream = io.StringIO()
+    logger, handler = make_logger(stream, max_delay=60)
+    logger.info("queued")
+    logger.warning("alarm")
+    assert [json.loads(line)["msg"] for line in stream.getvalue().splitlines()] == ["queued", "alarm"]
+    logger.info("tail")
+    handler.close()
+    assert stream.getvalue().splitlines()[-1].endswith('"msg":"tail"}')
+
+
+def test_request_ids_are_unique_32_hex_characters() -> None:
+    ids = {new_request_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
