@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +14,7 @@ import time
 import httpx
 
 from marketplace.settings import Settings
-from tests.conftest import free_port
+from tests.conftest import PLATFORM_SECRET, free_port
 
 Client = httpx.AsyncClient
 
@@ -85,6 +88,7 @@ async def test_ready_reports_a_stopped_database(settings: Settings) -> None:
         "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{dead_port}/gone",
         "REDIS_URL": settings.redis_url.reveal(),
         "STRIPE_SECRET_KEY": "sk_test_stopped_db",
+        "STRIPE_WEBHOOK_SECRET_PLATFORM": PLATFORM_SECRET,
         "LOG_LEVEL": "ERROR",
     }
     proc = subprocess.Popen(
@@ -114,6 +118,24 @@ async def test_ready_reports_a_stopped_database(settings: Settings) -> None:
             signup = await http.post("/buyers", json={"display_name": "x", "email": "x@example.com"})
             assert signup.status_code == 500
             assert signup.headers["content-type"].startswith("application/problem+json")
+            # A Stripe delivery that cannot be stored is refused with 503, so Stripe retries it later.
+            body = json.dumps(
+                {
+                    "id": "evt_db_down",
+                    "object": "event",
+                    "type": "account.updated",
+                    "created": 1,
+                    "livemode": False,
+                    "data": {"object": {}},
+                }
+            )
+            stamp = int(time.time())
+            digest = hmac.new(PLATFORM_SECRET.encode(), f"{stamp}.{body}".encode(), hashlib.sha256).hexdigest()
+            delivery = await http.post(
+                "/webhooks/stripe", content=body, headers={"Stripe-Signature": f"t={stamp},v1={digest}"}
+            )
+            assert delivery.status_code == 503
+            assert delivery.json()["type"] == "urn:marketplace:problem:event-store-unavailable"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
