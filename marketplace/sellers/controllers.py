@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 import stripe
 from litestar import Controller, Response, get, post
-from litestar.params import JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Redirect
 
 from connect.accounts import SUPPORTED_COUNTRIES
@@ -163,7 +163,9 @@ class OnboardingRedirectController(Controller):
     tags = ["sellers"]
 
     @get("/refresh", operation_id="refreshOnboardingLink", summary="Mint a fresh onboarding link and redirect to it")
-    async def refresh(self, link_state: uuid.UUID, stripe_client: StripeDep, settings: SettingsDep) -> Redirect:
+    async def refresh(
+        self, link_state: FromPath[uuid.UUID], stripe_client: StripeDep, settings: SettingsDep
+    ) -> Redirect:
         request = await onboarding.link_request(link_state)
         if request is None:
             return _seller_page(settings, onboarding="link_expired")
@@ -175,7 +177,9 @@ class OnboardingRedirectController(Controller):
         operation_id="returnFromOnboarding",
         summary="Re-read the account from Stripe, then redirect to the seller page with its status",
     )
-    async def return_(self, link_state: uuid.UUID, stripe_client: StripeDep, settings: SettingsDep) -> Redirect:
+    async def return_(
+        self, link_state: FromPath[uuid.UUID], stripe_client: StripeDep, settings: SettingsDep
+    ) -> Redirect:
         request = await onboarding.link_request(link_state)
         if request is None:
             return _seller_page(settings, onboarding="link_expired")
@@ -205,10 +209,11 @@ class AdminSellerController(Controller):
     async def list_sellers(
         self,
         status: Annotated[
-            Literal["onboarding", "restricted", "active", "disabled", "disconnected"] | None, Parameter(query="status")
+            Literal["onboarding", "restricted", "active", "disabled", "disconnected"] | None,
+            QueryParameter(name="status"),
         ] = None,
-        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
     ) -> list[AdminSellerOut]:
         rows = await onboarding.accounts_by_status(status, limit, offset)
         return [
@@ -227,7 +232,7 @@ class AdminSellerController(Controller):
         summary="Re-read a seller's account from Stripe",
         status_code=200,
     )
-    async def sync(self, seller_id: uuid.UUID, stripe_client: StripeDep) -> ConnectedAccountOut:
+    async def sync(self, seller_id: FromPath[uuid.UUID], stripe_client: StripeDep) -> ConnectedAccountOut:
         account = await onboarding.account_for_seller(seller_id)
         if account is None or not account["stripe_account_id"]:
             raise NotFound(f"No connected account for seller {seller_id}.")
