@@ -142,12 +142,7 @@ async def sync_connected_account(client: stripe.StripeClient, account_id: str, s
         raise
     snapshot = stripe_accounts.snapshot_from_account(account)
     async with DB.transaction():
-        row = (
-            await ConnectedAccount.select(*ConnectedAccount.all_columns(), ConnectedAccount.seller.principal)
-            .where(ConnectedAccount.stripe_account_id == account_id)
-            .lock_rows("UPDATE", of=(ConnectedAccount,))
-            .first()
-        )
+        row = await _lock_account(account_id)
         if row is None:
             log.warning("account %s is not connected to any seller; ignored", account_id)
             return None
@@ -167,16 +162,22 @@ async def sync_connected_account(client: stripe.StripeClient, account_id: str, s
     return SyncResult(account_id, status, changed=changed, applied=True)
 
 
+async def _lock_account(account_id: str) -> dict[str, Any] | None:
+    """The account's row (with its seller's principal), locked until the caller's transaction ends."""
+    row = (
+        await ConnectedAccount.select(*ConnectedAccount.all_columns(), ConnectedAccount.seller.principal)
+        .where(ConnectedAccount.stripe_account_id == account_id)
+        .lock_rows("UPDATE", of=(ConnectedAccount,))
+        .first()
+    )
+    return dict(row) if row else None
+
+
 async def mark_disconnected(account_id: str, source: str) -> SyncResult | None:
     """The platform lost the account (deauthorized): final; listings hide and checkout is refused."""
     now = datetime.now(UTC)
     async with DB.transaction():
-        row = (
-            await ConnectedAccount.select(*ConnectedAccount.all_columns(), ConnectedAccount.seller.principal)
-            .where(ConnectedAccount.stripe_account_id == account_id)
-            .lock_rows("UPDATE", of=(ConnectedAccount,))
-            .first()
-        )
+        row = await _lock_account(account_id)
         if row is None:
             log.warning("deauthorized account %s is not connected to any seller; ignored", account_id)
             return None
