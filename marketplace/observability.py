@@ -24,6 +24,8 @@ import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+# Path segments that are credentials (the onboarding refresh/return state): never written to logs.
+_CAPABILITY_IN_PATH = re.compile(r"(/sellers/onboarding/)[^/]+")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 _PATTERNS = re.compile(
     r"(sk|rk)_(live|test)_[A-Za-z0-9]+|whsec_[A-Za-z0-9+/=_-]+|mkt_[A-Za-z0-9_-]{10,}|(?i:bearer)\s+[^\s\"',]+"
@@ -208,7 +210,7 @@ class RequestIdMiddleware:
                 "request",
                 extra={
                     "method": scope.get("method"),
-                    "path": scope["path"],
+                    "path": _CAPABILITY_IN_PATH.sub(r"\1…", scope["path"]),
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },

@@ -27,7 +27,9 @@ from marketplace.stripe_errors import problem_from_stripe
 log = logging.getLogger("marketplace.onboarding")
 
 # How long the refresh/return URLs handed to Stripe keep working (the Stripe link itself lives minutes).
-LINK_STATE_TTL = timedelta(days=7)
+# The URL is a credential (it mints onboarding links for the seller's account), so it is short-lived,
+# never logged (see observability), and a stale tab older than this lands on the seller page instead.
+LINK_STATE_TTL = timedelta(hours=24)
 
 
 class AccountNotCreated(Conflict):

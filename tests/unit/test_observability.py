@@ -49,3 +49,35 @@ def test_request_ids_are_unique_32_hex_characters() -> None:
     ids = {new_request_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+async def test_access_log_masks_the_onboarding_state_in_paths() -> None:
+    import logging as _logging
+
+    from marketplace.observability import RequestIdMiddleware
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        await send({"type": "http.response.start", "status": 303, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b""})  # type: ignore[operator]
+
+    records: list[_logging.LogRecord] = []
+
+    class Keep(_logging.Handler):
+        def emit(self, record: _logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep()
+    access = _logging.getLogger("marketplace.access")
+    access.addHandler(keep)
+    access.setLevel(_logging.INFO)
+    try:
+        state = "0b6f7c0e-8f6e-4f7e-9d43-3d7b6f1c2a55"
+        scope = {"type": "http", "method": "GET", "path": f"/sellers/onboarding/{state}/refresh", "headers": []}
+
+        async def send(message: object) -> None:
+            return None
+
+        await RequestIdMiddleware(app)(scope, None, send)  # type: ignore[arg-type]
+    finally:
+        access.removeHandler(keep)
+    assert records[-1].__dict__["path"] == "/sellers/onboarding/…/refresh"
