@@ -152,7 +152,12 @@ def _package_commands() -> list[Callable[[argparse._SubParsersAction[argparse.Ar
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "sandbox":  # everything after `sandbox` belongs to the sandbox's own parser
+        args.sandbox_args = [*extra, *args.sandbox_args]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     func: Command = args.func
     return func(args)
 

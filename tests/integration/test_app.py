@@ -157,3 +157,30 @@ async def test_ready_reports_a_stopped_redis(settings: Settings) -> None:
     assert ready.status_code == 503
     assert ready.json()["checks"]["postgres"] == "ok"
     assert ready.json()["checks"]["redis"].startswith("failed")
+
+
+async def test_cli_runs_the_sandbox_with_its_own_options() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marketplace.cli", "sandbox", "--port", str(port), "--mode", "test"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    health = await http.get("/_sandbox/health")
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
+            assert health.json()["mode"] == "test"
+            unauthenticated = await http.get("/v1/accounts")
+            assert unauthenticated.status_code == 401
+            assert unauthenticated.json()["error"]["type"] == "invalid_request_error"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
