@@ -192,3 +192,36 @@ async def test_replay_many_by_status(
     for event in failing:
         assert (await stored(event["id"]) or {})["status"] == "processed"
     assert recorder.calls[fine["id"]] == 1
+
+
+async def test_cli_replay_of_dead_events(
+    wh_client: Any, redis_pool: Any, recorder: Any, run_worker: Any, wh_settings: Any
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    event = make_event("test.always_fails")
+    await post_event(wh_client, event)
+    await run_worker()
+    assert (await stored(event["id"]) or {})["status"] == "dead"
+    recorder.heal = True
+    env = {
+        **os.environ,
+        "APP_ENV": "test",
+        "DATABASE_URL": wh_settings.database_url.reveal(),
+        "REDIS_URL": wh_settings.redis_url.reveal(),
+        "STRIPE_SECRET_KEY": "sk_test_cli_replay",
+        "LOG_LEVEL": "WARNING",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "marketplace.cli", "events", "replay", "--dead", "--type", "test.always_fails"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert event["id"] in done.stdout
+    await run_worker()
+    assert (await stored(event["id"]) or {})["status"] == "processed"
