@@ -40,8 +40,13 @@ async def start_database(url: str, max_size: int = 10) -> None:
 async def stop_database() -> None:
     global _users
     _users = max(0, _users - 1)
-    if _users == 0 and DB.pool is not None:
-        await DB.close_connection_pool()
+    pool = DB.pool
+    if _users == 0 and pool is not None:
+        try:
+            # Graceful close waits for every borrowed connection; a stuck borrower must not hang shutdown.
+            await asyncio.wait_for(pool.close(), timeout=10)
+        except TimeoutError:
+            pool.terminate()
         DB.pool = None
 
 

@@ -128,7 +128,9 @@ class LiveServer:
 
 async def serve(app: Litestar, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     """Serve `app` over real HTTP in this event loop; returns once it accepts connections."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(500):

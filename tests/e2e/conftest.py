@@ -104,7 +104,7 @@ async def stack(settings: Settings, sandbox: Any, redis_url: str) -> AsyncIterat
         )
     worker_task.cancel()
     await asyncio.gather(worker_task, return_exceptions=True)
-    await worker.close()
+    await asyncio.wait_for(worker.close(), timeout=10)
     server.should_exit = True
-    await server_task
+    await asyncio.wait_for(server_task, timeout=15)
     await close_stripe_client(client)
