@@ -13,7 +13,15 @@ from piccolo.engine.postgres import PostgresEngine
 
 os.environ.setdefault("PICCOLO_CONF", "marketplace.piccolo_conf")
 
-DB = PostgresEngine(config={"dsn": os.environ.get("DATABASE_URL", "postgresql://localhost/marketplace")})
+class _Engine(PostgresEngine):
+    """Piccolo's engine without its connection at construction (a version check and `CREATE EXTENSION`):
+    importing a table module must not touch the network; our schema needs no extension."""
+
+    async def check_version(self) -> None:
+        return None
+
+
+DB = _Engine(config={"dsn": os.environ.get("DATABASE_URL", "postgresql://localhost/marketplace")}, extensions=())
 
 
 def configure_database(url: str) -> None:
