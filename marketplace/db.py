@@ -13,6 +13,7 @@ from piccolo.engine.postgres import PostgresEngine
 
 os.environ.setdefault("PICCOLO_CONF", "marketplace.piccolo_conf")
 
+
 class _Engine(PostgresEngine):
     """Piccolo's engine without its connection at construction (a version check and `CREATE EXTENSION`):
     importing a table module must not touch the network; our schema needs no extension."""
