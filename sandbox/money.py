@@ -189,6 +189,13 @@ def pay_with_card(sb: Sandbox, session_id: str, number: str, email: str | None =
         return "requires_action"
     if number != CARD_SUCCESS and not number.isdigit():
         raise invalid("Your card number is incorrect.", code="incorrect_number")
+    return _card_succeeded(sb, owner, session, pi, pm_id, pmd, email, name)
+
+
+def _card_succeeded(
+    sb: Sandbox, owner: str, session: Obj, pi: Obj, pm_id: str, pmd: Obj, email: str | None, name: str | None
+) -> str:
+    """The end of an authorized card payment: customer details, the Charge, and the session completed."""
     _customer(session, email, name)
     ch = _new_charge(
         sb,
@@ -239,19 +246,7 @@ def finish_3ds(sb: Sandbox, session_id: str, approve: bool) -> str:
         "transaction_id": new_id("", 32),
         "version": "2.2.0",
     }
-    _customer(session, email, name)
-    ch = _new_charge(
-        sb,
-        owner,
-        pi,
-        pm_id,
-        pmd,
-        "succeeded",
-        email or session["customer_email"],
-        outcome=objects.outcome("authorized"),
-    )
-    _succeed(sb, owner, session, pi, ch)
-    return "succeeded"
+    return _card_succeeded(sb, owner, session, pi, pm_id, pmd, email, name)
 
 
 def _lpe(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sandbox import money, objects
 from sandbox.api.accounts import connected
-from sandbox.api.router import Ctx, route
+from sandbox.api.router import Ctx, route, update_editable
 from sandbox.errors import invalid
 from sandbox.forms import get_enum, get_int, get_str, metadata, req
-from sandbox.store import Obj, changes, created_filter, paginate, snapshot
+from sandbox.store import Obj, created_filter, paginate
 
 LIST = ("limit", "starting_after", "ending_before", "created")
 
@@ -78,14 +78,7 @@ def retrieve_transfer(ctx: Ctx) -> Obj:
 def update_transfer(ctx: Ctx) -> Obj:
     ctx.allow("metadata", "description")
     tr = ctx.sb.store.get("transfer", ctx.path["id"], ctx.account, "transfer", "transfer")
-    before = snapshot(tr)
-    tr["metadata"] = metadata(ctx.params, tr["metadata"])
-    if "description" in ctx.params:
-        tr["description"] = get_str(ctx.params, "description")
-    previous = changes(before, tr)
-    if previous:
-        ctx.sb.emit(ctx.account, "transfer.updated", tr, previous)
-    return tr
+    return update_editable(ctx, tr, "transfer.updated")
 
 
 @route("GET", "/v1/transfers")
@@ -209,12 +202,7 @@ def retrieve_payout(ctx: Ctx) -> Obj:
 def update_payout(ctx: Ctx) -> Obj:
     ctx.allow("metadata")
     po = ctx.sb.store.get("payout", ctx.path["id"], ctx.account, "payout", "payout")
-    before = snapshot(po)
-    po["metadata"] = metadata(ctx.params, po["metadata"])
-    previous = changes(before, po)
-    if previous:
-        ctx.sb.emit(ctx.account, "payout.updated", po, previous)
-    return po
+    return update_editable(ctx, po, "payout.updated")
 
 
 @route("GET", "/v1/payouts")

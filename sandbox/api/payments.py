@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from sandbox import money
-from sandbox.api.router import INCLUDABLE, Ctx, route
+from sandbox.api.router import INCLUDABLE, Ctx, route, update_editable
 from sandbox.errors import invalid
 from sandbox.forms import get_bool, get_dict, get_enum, get_int, get_str, metadata
 from sandbox.runtime import Sandbox
-from sandbox.store import Obj, changes, created_filter, paginate, snapshot
+from sandbox.store import Obj, created_filter, paginate
 
 LIST = ("limit", "starting_after", "ending_before", "created")
 
@@ -51,14 +51,7 @@ def retrieve_charge(ctx: Ctx) -> Obj:
 def update_charge(ctx: Ctx) -> Obj:
     ctx.allow("metadata", "description")
     ch = ctx.sb.store.get("charge", ctx.path["id"], ctx.account, "charge", "charge")
-    before = snapshot(ch)
-    ch["metadata"] = metadata(ctx.params, ch["metadata"])
-    if "description" in ctx.params:
-        ch["description"] = get_str(ctx.params, "description")
-    previous = changes(before, ch)
-    if previous:
-        ctx.sb.emit(ctx.account, "charge.updated", ch, previous)
-    return ch
+    return update_editable(ctx, ch, "charge.updated")
 
 
 @route("GET", "/v1/charges")
@@ -140,13 +133,7 @@ def retrieve_refund(ctx: Ctx) -> Obj:
 def update_refund(ctx: Ctx) -> Obj:
     ctx.allow("metadata")
     re = ctx.sb.store.get("refund", ctx.path["id"], ctx.account, "refund", "refund")
-    before = snapshot(re)
-    re["metadata"] = metadata(ctx.params, re["metadata"])
-    previous = changes(before, re)
-    if previous:
-        ctx.sb.emit(ctx.account, "refund.updated", re, previous)
-        ctx.sb.emit(ctx.account, "charge.refund.updated", re, previous)
-    return re
+    return update_editable(ctx, re, "refund.updated", "charge.refund.updated")
 
 
 @route("GET", "/v1/refunds")

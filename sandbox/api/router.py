@@ -15,9 +15,9 @@ from litestar import Request, Response
 
 from sandbox import objects
 from sandbox.errors import StripeError, account_invalid, bad_api_key, invalid, no_api_key
-from sandbox.forms import Params, check_known, decode
+from sandbox.forms import Params, check_known, decode, get_str, metadata
 from sandbox.runtime import RequestContext, Sandbox
-from sandbox.store import IdempotencyEntry, Obj, new_id, now
+from sandbox.store import IdempotencyEntry, Obj, changes, new_id, now, snapshot
 
 Handler = Callable[["Ctx"], Obj]
 
@@ -252,3 +252,17 @@ def _handle(
         "https://support.stripe.com/.",
         status=404,
     )
+
+
+def update_editable(ctx: Ctx, obj: Obj, *event_types: str) -> Obj:
+    """POST /v1/<resource>/{id} for the editable fields (`metadata`, and `description` where allowed):
+    apply them, and emit each of `event_types` with `previous_attributes` when something changed."""
+    before = snapshot(obj)
+    obj["metadata"] = metadata(ctx.params, obj["metadata"])
+    if "description" in ctx.params:
+        obj["description"] = get_str(ctx.params, "description")
+    previous = changes(before, obj)
+    if previous:
+        for event_type in event_types:
+            ctx.sb.emit(ctx.account, event_type, obj, previous)
+    return obj
