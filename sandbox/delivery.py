@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from sandbox.events import mark_delivered
+from sandbox.events import endpoint_matches, mark_delivered
 from sandbox.store import Obj, Store, now
 
 
@@ -122,9 +122,11 @@ class Deliverer:
             if delivery is None:
                 return
             endpoint = self.store.find(delivery["endpoint"])
-            if endpoint is None or endpoint["status"] != "enabled":
-                delivery["status"] = "canceled"  # the endpoint was deleted or disabled meanwhile
+            owner = delivery["account"] or self.store.platform_id
+            if endpoint is None or not endpoint_matches(self.store, endpoint, owner, delivery["type"]):
+                delivery["status"] = "canceled"  # the endpoint was deleted, disabled or changed meanwhile
                 return
+            delivery["url"] = endpoint["url"]
             ok = await self._attempt(delivery, n + 1, attempts)
             if ok:
                 delivery["status"] = "succeeded"
@@ -143,7 +145,14 @@ class Deliverer:
             self._client = httpx.AsyncClient(follow_redirects=False, timeout=self.timeout)
         payload: str = delivery["payload"]
         header = sign(payload, active_secrets(self.store, delivery["endpoint"]))
-        record: Obj = {"attempt": number, "at": time.time(), "status_code": None, "error": None, "duration_ms": 0.0}
+        record: Obj = {
+            "attempt": number,
+            "at": time.time(),
+            "url": delivery["url"],
+            "status_code": None,
+            "error": None,
+            "duration_ms": 0.0,
+        }
         started = time.perf_counter()
         ok = False
         try:

@@ -12,7 +12,7 @@ class StripeError(Exception):
 
     `saved` says whether the idempotency layer stores (and later replays) the response. Stripe saves
     the result once an endpoint "started executing"; requests that fail parameter validation are not
-    saved. By default an error with a `param` is a validation error and is not saved.
+    saved, so parameter validation raises `bad_param` (saved=False) and everything else is saved.
     """
 
     def __init__(
@@ -25,7 +25,7 @@ class StripeError(Exception):
         param: str | None = None,
         decline_code: str | None = None,
         headers: dict[str, str] | None = None,
-        saved: bool | None = None,
+        saved: bool = True,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -35,7 +35,7 @@ class StripeError(Exception):
         self.param = param
         self.decline_code = decline_code
         self.headers = headers or {}
-        self.saved = (param is None) if saved is None else saved
+        self.saved = saved
 
     def body(self, request_id: str | None = None) -> dict[str, Any]:
         err: dict[str, Any] = {}
@@ -59,8 +59,18 @@ def missing(noun: str, object_id: str, param: str = "id") -> StripeError:
 
 
 def invalid(message: str, param: str | None = None, code: str | None = None) -> StripeError:
-    """A 400 invalid_request_error."""
+    """A 400 invalid_request_error raised while executing (saved for idempotent replay)."""
     return StripeError(message, param=param, code=code)
+
+
+def bad_param(message: str, param: str | None = None, code: str | None = None) -> StripeError:
+    """A 400 for a request whose parameters fail validation (not saved for idempotent replay)."""
+    return StripeError(message, param=param, code=code, saved=False)
+
+
+def not_emulated(what: str, param: str) -> StripeError:
+    """Something Stripe documents for this version that the sandbox does not emulate."""
+    return bad_param(f"The Stripe sandbox does not emulate {what}.", param)
 
 
 def no_api_key() -> StripeError:

@@ -13,10 +13,15 @@ if TYPE_CHECKING:
 
 
 def endpoint_matches(store: Store, endpoint: Obj, owner: str, event_type: str) -> bool:
+    """Whether `endpoint` wants an event of `owner` now: enabled, platform vs Connect, `enabled_events`, and
+    (for a connected account) the platform still has access, except for the deauthorization itself."""
     if endpoint["status"] != "enabled":
         return False
     connect = bool(store.hidden(endpoint["id"]).get("connect"))
     if connect == (owner == store.platform_id):
+        return False
+    rec = store.record(owner)
+    if rec is not None and rec["x"].get("deauthorized") and event_type != "account.application.deauthorized":
         return False
     enabled: list[str] = endpoint["enabled_events"]
     return "*" in enabled or event_type in enabled
@@ -51,7 +56,7 @@ def create_event(
             "type": event_type,
             "account": account_id,
             "endpoint": ep["id"],
-            "url": ep["url"],
+            "url": ep["url"],  # the latest attempt's; each attempt posts to the endpoint's url at that time
             "payload": json.dumps(payload, indent=2),
             "status": "pending",
             "fault": None,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sandbox.errors import invalid
+from sandbox.errors import bad_param
 
 Params = dict[str, Any]
 _PART = re.compile(r"\[([^\[\]]*)\]")
@@ -51,18 +52,10 @@ def decode(body: str) -> Params:
     return result
 
 
-def check_known(params: Params, allowed: set[str], prefix: str = "") -> None:
-    """Stripe rejects unknown parameters: `Received unknown parameter: x`."""
-    for key in params:
-        if key not in allowed and key != "expand":
-            name = f"{prefix}[{key}]" if prefix else key
-            raise invalid(f"Received unknown parameter: {name}", param=name)
-
-
 def req(params: Params, key: str, param: str | None = None) -> Any:
     if key not in params or params[key] == "":
         name = param or key
-        raise invalid(f"Missing required param: {name}.", param=name)
+        raise bad_param(f"Missing required param: {name}.", param=name)
     return params[key]
 
 
@@ -72,7 +65,7 @@ def get_str(params: Params, key: str, param: str | None = None) -> str | None:
         return None
     if not isinstance(value, str):
         name = param or key
-        raise invalid(f"Invalid string: {value!r}", param=name)
+        raise bad_param(f"Invalid string: {value!r}", param=name)
     return value
 
 
@@ -84,9 +77,9 @@ def get_int(params: Params, key: str, param: str | None = None, minimum: int | N
     try:
         number = int(str(value))
     except ValueError:
-        raise invalid(f"Invalid integer: {value}", param=name) from None
+        raise bad_param(f"Invalid integer: {value}", param=name) from None
     if minimum is not None and number < minimum:
-        raise invalid(f"This value must be greater than or equal to {minimum}.", param=name)
+        raise bad_param(f"This value must be greater than or equal to {minimum}.", param=name)
     return number
 
 
@@ -95,9 +88,12 @@ def get_float(params: Params, key: str, param: str | None = None) -> float | Non
     if value is None or value == "":
         return None
     try:
-        return float(str(value))
+        number = float(str(value))
     except ValueError:
-        raise invalid(f"Invalid decimal: {value}", param=param or key) from None
+        number = math.nan
+    if not math.isfinite(number):
+        raise bad_param(f"Invalid decimal: {value}", param=param or key)
+    return number
 
 
 def get_bool(params: Params, key: str, param: str | None = None) -> bool | None:
@@ -108,14 +104,14 @@ def get_bool(params: Params, key: str, param: str | None = None) -> bool | None:
         return True
     if value in ("false", False):
         return False
-    raise invalid(f"Invalid boolean: {value}", param=param or key)
+    raise bad_param(f"Invalid boolean: {value}", param=param or key)
 
 
 def get_enum(params: Params, key: str, choices: tuple[str, ...], param: str | None = None) -> str | None:
     value = get_str(params, key, param)
     if value is not None and value not in choices:
         name = param or key
-        raise invalid(f"Invalid {name}: must be one of {', '.join(choices)}", param=name)
+        raise bad_param(f"Invalid {name}: must be one of {', '.join(choices)}", param=name)
     return value
 
 
@@ -124,7 +120,7 @@ def get_dict(params: Params, key: str, param: str | None = None) -> Params:
     if value is None or value == "":
         return {}
     if not isinstance(value, dict):
-        raise invalid("Invalid hash", param=param or key)
+        raise bad_param("Invalid hash", param=param or key)
     return value
 
 
@@ -135,7 +131,7 @@ def get_list(params: Params, key: str, param: str | None = None) -> list[Any]:
     if isinstance(value, dict):
         value = list(value.values())
     if not isinstance(value, list):
-        raise invalid("Invalid array", param=param or key)
+        raise bad_param("Invalid array", param=param or key)
     return value
 
 
@@ -148,18 +144,18 @@ def metadata(params: Params, current: dict[str, str] | None = None, key: str = "
     if raw == "":
         return {}
     if not isinstance(raw, dict):
-        raise invalid("Invalid hash", param=key)
+        raise bad_param("Invalid hash", param=key)
     for k, v in raw.items():
         if not isinstance(v, str):
-            raise invalid(f"Invalid value for metadata key {k}", param=f"{key}[{k}]")
+            raise bad_param(f"Invalid value for metadata key {k}", param=f"{key}[{k}]")
         if len(k) > 40:
-            raise invalid("Metadata keys can have up to 40 characters.", param=f"{key}[{k}]")
+            raise bad_param("Metadata keys can have up to 40 characters.", param=f"{key}[{k}]")
         if len(v) > 500:
-            raise invalid("Metadata values can have up to 500 characters.", param=f"{key}[{k}]")
+            raise bad_param("Metadata values can have up to 500 characters.", param=f"{key}[{k}]")
         if v == "":
             result.pop(k, None)
         else:
             result[k] = v
     if len(result) > 50:
-        raise invalid("You can specify up to 50 metadata keys.", param=key)
+        raise bad_param("You can specify up to 50 metadata keys.", param=key)
     return result

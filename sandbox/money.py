@@ -149,6 +149,8 @@ def pay_with_card(sb: Sandbox, session_id: str, number: str, email: str | None =
     if session["amount_total"] == 0:
         complete_free(sb, session_id, email, name)
         return "succeeded"
+    if not number.isdigit():  # refused before anything is created, like Stripe.js refuses it in the form
+        raise invalid("Your card number is incorrect.", code="incorrect_number")
     pi = _ensure_intent(sb, session, x, owner)
     if pi["status"] == "requires_action":  # the buyer abandoned the challenge and tries another card
         pi["next_action"] = None
@@ -167,7 +169,7 @@ def pay_with_card(sb: Sandbox, session_id: str, number: str, email: str | None =
             "failed",
             email or session["customer_email"],
             outcome=objects.outcome("declined", decline),
-            failure_code=decline if decline == "insufficient_funds" else code,
+            failure_code=code,  # an error code; the decline code is `outcome.reason`
             failure_message=message,
         )
         _fail_intent(sb, owner, pi, ch, code, decline, message, pm_id, "card")
@@ -187,8 +189,6 @@ def pay_with_card(sb: Sandbox, session_id: str, number: str, email: str | None =
         }
         sb.emit(owner, "payment_intent.requires_action", pi)
         return "requires_action"
-    if number != CARD_SUCCESS and not number.isdigit():
-        raise invalid("Your card number is incorrect.", code="incorrect_number")
     return _card_succeeded(sb, owner, session, pi, pm_id, pmd, email, name)
 
 
@@ -304,10 +304,7 @@ def pay_with_bank(sb: Sandbox, session_id: str, email: str | None = None, name: 
     pi["last_payment_error"] = None
     sb.emit(owner, "payment_intent.processing", pi)
     sb.emit(owner, "charge.pending", ch)
-    session["status"] = "complete"
-    session["url"] = None  # "only present when the session is active"
-    session["payment_status"] = "unpaid"
-    sb.emit(owner, "checkout.session.completed", session)
+    _complete(sb, owner, session, "unpaid")
 
 
 def settle_bank_debit(sb: Sandbox, session_id: str, succeed: bool) -> Obj:
@@ -346,26 +343,50 @@ def settle_bank_debit(sb: Sandbox, session_id: str, succeed: bool) -> Obj:
 
 
 def complete_free(sb: Sandbox, session_id: str, email: str | None = None, name: str | None = None) -> None:
-    """A zero-total session: no PaymentIntent, payment_status "no_payment_required"."""
+    """A zero-total session: no payment is collected, payment_status "no_payment_required"."""
     session, _x, owner = _session(sb, session_id)
     _require_open(session)
     if session["amount_total"] != 0:
         raise invalid("This Checkout Session requires a payment.")
     _customer(session, email, name)
+    _complete(sb, owner, session, "no_payment_required")
+
+
+def _complete(sb: Sandbox, owner: str, session: Obj, payment_status: str) -> None:
+    """The session completes (however it was paid): its discount is redeemed, `checkout.session.completed`."""
     session["status"] = "complete"
     session["url"] = None  # "only present when the session is active"
-    session["payment_status"] = "no_payment_required"
-    _redeem(sb, session)
+    session["payment_status"] = payment_status
+    for d in session["discounts"]:
+        for key in ("coupon", "promotion_code"):
+            target = sb.store.find(d[key] or "")
+            if target is not None:
+                target["times_redeemed"] += 1
     sb.emit(owner, "checkout.session.completed", session)
 
 
-def _redeem(sb: Sandbox, session: Obj) -> None:
-    for d in session["discounts"]:
-        for key in ("coupon", "promotion_code"):
-            if d.get(key):
-                target = sb.store.find(d[key])
-                if target is not None:
-                    target["times_redeemed"] += 1
+def follow_total(sb: Sandbox, session: Obj) -> None:
+    """After the total of an open session changed, its unpaid PaymentIntent follows: the new amount (Stripe
+    has no `payment_intent.updated` event), or canceled when nothing is left to pay."""
+    pi = sb.store.find(session["payment_intent"] or "")
+    if pi is None or pi["status"] not in ("requires_payment_method", "requires_action"):
+        return
+    if pi["status"] == "requires_action":  # a pending 3-D Secure challenge was for the old amount
+        sb.store.hidden(session["id"]).pop("pending_card", None)
+        pi["status"] = "requires_payment_method"
+        pi["next_action"] = None
+    if session["amount_total"] == 0:
+        _cancel_intent(sb, pi)
+    else:
+        pi["amount"] = session["amount_total"]
+
+
+def _cancel_intent(sb: Sandbox, pi: Obj) -> None:
+    pi["status"] = "canceled"
+    pi["canceled_at"] = now()
+    pi["cancellation_reason"] = "automatic"
+    pi["next_action"] = None
+    sb.emit(sb.store.owner(pi["id"]), "payment_intent.canceled", pi)
 
 
 def _succeed(sb: Sandbox, owner: str, session: Obj, pi: Obj, ch: Obj, async_event: bool = False) -> None:
@@ -408,11 +429,7 @@ def _succeed(sb: Sandbox, owner: str, session: Obj, pi: Obj, ch: Obj, async_even
         session["payment_status"] = "paid"
         sb.emit(owner, "checkout.session.async_payment_succeeded", session)
     else:
-        session["status"] = "complete"
-        session["url"] = None  # "only present when the session is active"
-        session["payment_status"] = "paid"
-        _redeem(sb, session)
-        sb.emit(owner, "checkout.session.completed", session)
+        _complete(sb, owner, session, "paid")
 
 
 def expire_session(sb: Sandbox, session_id: str, owner_check: str | None = None) -> Obj:
@@ -428,11 +445,7 @@ def expire_session(sb: Sandbox, session_id: str, owner_check: str | None = None)
         )
     pi = sb.store.find(session["payment_intent"] or "")
     if pi is not None and pi["status"] in ("requires_payment_method", "requires_action"):
-        pi["status"] = "canceled"
-        pi["canceled_at"] = now()
-        pi["cancellation_reason"] = "automatic"
-        pi["next_action"] = None
-        sb.emit(owner, "payment_intent.canceled", pi)
+        _cancel_intent(sb, pi)
     session["status"] = "expired"
     session["url"] = None
     sb.emit(owner, "checkout.session.expired", session)

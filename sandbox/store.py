@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.errors import StripeError, invalid, missing
+from sandbox.errors import bad_param, missing
 from sandbox.forms import Params, get_int, get_str
 
 Obj = dict[str, Any]
@@ -161,11 +161,11 @@ def paginate(items: list[Obj], params: Params, url: str) -> Obj:
     if limit is None:
         limit = 10
     if limit < 1 or limit > 100:
-        raise invalid("This value must be greater than or equal to 1 and less than or equal to 100.", "limit")
+        raise bad_param("This value must be greater than or equal to 1 and less than or equal to 100.", "limit")
     after = get_str(params, "starting_after")
     before = get_str(params, "ending_before")
     if after and before:
-        raise invalid("You may only specify one of these parameters: ending_before, starting_after.", "ending_before")
+        raise bad_param("You may only specify one of these parameters: ending_before, starting_after.", "ending_before")
     ids = [o["id"] for o in items]
     if after is not None:
         if after not in ids:
@@ -224,7 +224,7 @@ def created_filter(items: list[Obj], params: Params, key: str = "created") -> li
         exact = get_int(params, key)
         return [o for o in items if o[key] == exact]
     if not isinstance(raw, dict):
-        raise invalid("Invalid hash", key)
+        raise bad_param("Invalid hash", key)
     ops: dict[str, Callable[[int, int], bool]] = {
         "gt": lambda a, b: a > b,
         "gte": lambda a, b: a >= b,
@@ -234,18 +234,13 @@ def created_filter(items: list[Obj], params: Params, key: str = "created") -> li
     result = items
     for op in raw:
         if op not in ops:
-            raise invalid(f"Received unknown parameter: {key}[{op}]", f"{key}[{op}]")
+            raise bad_param(f"Received unknown parameter: {key}[{op}]", f"{key}[{op}]")
         bound = get_int(raw, op, f"{key}[{op}]")
         if bound is None:
             continue
         fn = ops[op]
         result = [o for o in result if fn(o[key], bound)]
     return result
-
-
-def ensure(cond: bool, message: str, param: str | None = None, code: str | None = None) -> None:
-    if not cond:
-        raise StripeError(message, param=param, code=code)
 
 
 def changes(before: Obj, after: Obj) -> Obj:

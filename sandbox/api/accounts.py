@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from stripe.params import (
+    AccountCapabilityListParams,
+    AccountCapabilityRetrieveParams,
+    AccountCreateParams,
+    AccountDeleteParams,
+    AccountLinkCreateParams,
+    AccountListParams,
+    AccountLoginLinkCreateParams,
+    AccountRetrieveCurrentParams,
+    AccountRetrieveParams,
+    AccountUpdateParams,
+)
+
 from sandbox import objects
-from sandbox.api.router import Ctx, route
-from sandbox.errors import StripeError, invalid
-from sandbox.forms import get_bool, get_dict, get_enum, get_str, metadata, req
+from sandbox.api.router import LIST, Ctx, route
+from sandbox.errors import StripeError, bad_param, invalid
+from sandbox.forms import get_bool, get_dict, get_enum, get_int, get_str, metadata, req
 from sandbox.runtime import Sandbox
 from sandbox.store import Obj, changes, created_filter, new_id, now, paginate, snapshot
 
@@ -63,6 +76,8 @@ def connected(sb: Sandbox, account_id: str, param: str = "account", allow_deauth
 
 
 def _controller(params: Obj) -> Obj:
+    """Controller properties with the API reference's defaults (full dashboard, fees paid by the account,
+    Stripe liable for losses, Stripe collects requirements) and its rules for combining them."""
     ctrl = get_dict(params, "controller")
     fees = get_dict(ctrl, "fees", "controller[fees]")
     losses = get_dict(ctrl, "losses", "controller[losses]")
@@ -72,20 +87,22 @@ def _controller(params: Obj) -> Obj:
         get_enum(ctrl, "requirement_collection", ("application", "stripe"), "controller[requirement_collection]")
         or "stripe"
     )
-    payer = get_enum(fees, "payer", ("account", "application"), "controller[fees][payer]") or (
-        "account" if dash_type == "full" else "application"
-    )
-    loss = get_enum(losses, "payments", ("application", "stripe"), "controller[losses][payments]") or (
-        "stripe" if payer == "account" else "application"
-    )
+    payer = get_enum(fees, "payer", ("account", "application"), "controller[fees][payer]") or "account"
+    loss = get_enum(losses, "payments", ("application", "stripe"), "controller[losses][payments]") or "stripe"
+    if loss == "application" and payer != "application":
+        raise bad_param(
+            "Setting `controller[losses][payments]` to `application` requires `controller[fees][payer]` to be "
+            "`application`.",
+            "controller[fees][payer]",
+        )
     if coll == "application" and dash_type != "none":
-        raise invalid(
+        raise bad_param(
             "When `controller[requirement_collection]` is `application`, `controller[stripe_dashboard][type]` must "
             "be `none`.",
             "controller[stripe_dashboard][type]",
         )
     if dash_type != "full" and loss == "stripe" and payer == "account":
-        raise invalid(
+        raise bad_param(
             "Accounts without full Stripe Dashboard access must have `controller[fees][payer]` set to `application`.",
             "controller[fees][payer]",
         )
@@ -103,7 +120,7 @@ def _capabilities(params: Obj, current: dict[str, str] | None = None) -> dict[st
     caps = dict(current or {})
     for name, spec in get_dict(params, "capabilities").items():
         if not isinstance(spec, dict):
-            raise invalid("Invalid hash", f"capabilities[{name}]")
+            raise bad_param("Invalid hash", f"capabilities[{name}]")
         requested = get_bool(spec, "requested", f"capabilities[{name}][requested]")
         if requested and name not in caps:
             caps[name] = "inactive"
@@ -112,34 +129,37 @@ def _capabilities(params: Obj, current: dict[str, str] | None = None) -> dict[st
     return caps
 
 
-ACCOUNT_PARAMS = (
-    "type",
-    "controller",
-    "country",
+UPDATE_PARAMS = (
     "email",
     "business_type",
     "capabilities",
     "metadata",
     "default_currency",
     "business_profile",
-    "settings",
-    "tos_acceptance",
-    "company",
-    "individual",
-    "external_account",
-    "groups",
+    "tos_acceptance[date]",
+    "tos_acceptance[ip]",
+    "tos_acceptance[user_agent]",
 )
 
 
-@route("POST", "/v1/accounts")
+def _tos(params: Obj, current: Obj) -> Obj:
+    tos = get_dict(params, "tos_acceptance")
+    date = get_int(tos, "date", "tos_acceptance[date]")
+    return {
+        "date": current["date"] if date is None else date,
+        "ip": get_str(tos, "ip", "tos_acceptance[ip]") or current["ip"],
+        "user_agent": get_str(tos, "user_agent", "tos_acceptance[user_agent]") or current["user_agent"],
+    }
+
+
+@route("POST", "/v1/accounts", AccountCreateParams, (*UPDATE_PARAMS, "type", "controller", "country"))
 def create_account(ctx: Ctx) -> Obj:
-    ctx.allow(*ACCOUNT_PARAMS)
     if not ctx.is_platform:
         raise invalid("Connected accounts cannot create other accounts.")
     p = ctx.params
     legacy = get_enum(p, "type", ("standard", "express", "custom"))
     if legacy and "controller" in p:
-        raise invalid("You may only specify one of these parameters: controller, type.", "controller")
+        raise bad_param("You may only specify one of these parameters: controller, type.", "controller")
     if legacy:
         ctrl = objects.controller_for_type(legacy)
         acct_type = legacy
@@ -166,6 +186,7 @@ def create_account(ctx: Ctx) -> Obj:
         metadata=metadata(p),
         business_profile=bp,
     )
+    acct["tos_acceptance"] = _tos(p, acct["tos_acceptance"])
     ctx.sb.store.add("account", ctx.platform, acct, {"requested_at": now()})
     return acct
 
@@ -178,19 +199,18 @@ def _get_account(ctx: Ctx, account_id: str) -> Obj:
     return connected(ctx.sb, account_id)
 
 
-@route("GET", "/v1/account")
+@route("GET", "/v1/account", AccountRetrieveCurrentParams)
 def current_account(ctx: Ctx) -> Obj:
     return _get_account(ctx, ctx.account)
 
 
-@route("GET", "/v1/accounts/{id}")
+@route("GET", "/v1/accounts/{id}", AccountRetrieveParams)
 def retrieve_account(ctx: Ctx) -> Obj:
     return _get_account(ctx, ctx.path["id"])
 
 
-@route("POST", "/v1/accounts/{id}")
+@route("POST", "/v1/accounts/{id}", AccountUpdateParams, UPDATE_PARAMS)
 def update_account(ctx: Ctx) -> Obj:
-    ctx.allow(*[p for p in ACCOUNT_PARAMS if p not in ("type", "country", "controller")])
     acct = _get_account(ctx, ctx.path["id"])
     p = ctx.params
     before = snapshot(acct)
@@ -205,13 +225,7 @@ def update_account(ctx: Ctx) -> Obj:
     for k, v in get_dict(p, "business_profile").items():
         if k in acct["business_profile"] and isinstance(v, str):
             acct["business_profile"][k] = v or None
-    tos = get_dict(p, "tos_acceptance")
-    if tos:
-        acct["tos_acceptance"] = {
-            "date": int(tos["date"]) if tos.get("date") else acct["tos_acceptance"]["date"],
-            "ip": tos.get("ip", acct["tos_acceptance"]["ip"]),
-            "user_agent": tos.get("user_agent", acct["tos_acceptance"]["user_agent"]),
-        }
+    acct["tos_acceptance"] = _tos(p, acct["tos_acceptance"])
     acct["capabilities"] = _capabilities(p, acct["capabilities"])
     acct["metadata"] = metadata(p, acct["metadata"])
     previous = changes(before, acct)
@@ -220,7 +234,7 @@ def update_account(ctx: Ctx) -> Obj:
     return acct
 
 
-@route("DELETE", "/v1/accounts/{id}")
+@route("DELETE", "/v1/accounts/{id}", AccountDeleteParams)
 def delete_account(ctx: Ctx) -> Obj:
     if not ctx.is_platform:
         raise invalid("Only the platform can delete its connected accounts.")
@@ -229,9 +243,8 @@ def delete_account(ctx: Ctx) -> Obj:
     return {"id": acct["id"], "object": "account", "deleted": True}
 
 
-@route("GET", "/v1/accounts")
+@route("GET", "/v1/accounts", AccountListParams, LIST)
 def list_accounts(ctx: Ctx) -> Obj:
-    ctx.allow("limit", "starting_after", "ending_before", "created")
     if not ctx.is_platform:
         return paginate([], ctx.params, "/v1/accounts")
     items = [
@@ -247,14 +260,14 @@ def _capability(sb: Sandbox, acct: Obj, name: str) -> Obj:
     return objects.capability(acct["id"], name, acct["capabilities"][name], requested_at, due)
 
 
-@route("GET", "/v1/accounts/{id}/capabilities")
+@route("GET", "/v1/accounts/{id}/capabilities", AccountCapabilityListParams)
 def list_capabilities(ctx: Ctx) -> Obj:
     acct = _get_account(ctx, ctx.path["id"])
     data = [_capability(ctx.sb, acct, n) for n in sorted(acct["capabilities"])]
     return {"object": "list", "data": data, "has_more": False, "url": f"/v1/accounts/{acct['id']}/capabilities"}
 
 
-@route("GET", "/v1/accounts/{id}/capabilities/{cap}")
+@route("GET", "/v1/accounts/{id}/capabilities/{cap}", AccountCapabilityRetrieveParams)
 def retrieve_capability(ctx: Ctx) -> Obj:
     acct = _get_account(ctx, ctx.path["id"])
     if ctx.path["cap"] not in acct["capabilities"]:
@@ -265,9 +278,14 @@ def retrieve_capability(ctx: Ctx) -> Obj:
 
 
 # ---- account links -----------------------------------------------------------------------------
-@route("POST", "/v1/account_links")
+@route(
+    "POST",
+    "/v1/account_links",
+    AccountLinkCreateParams,
+    # The onboarding page collects everything due at once, so the collection options change nothing.
+    ("account", "type", "refresh_url", "return_url", "collect", "collection_options"),
+)
 def create_account_link(ctx: Ctx) -> Obj:
-    ctx.allow("account", "type", "refresh_url", "return_url", "collect", "collection_options")
     p = ctx.params
     account_id = str(req(p, "account"))
     link_type = get_enum(p, "type", ("account_onboarding", "account_update"))
@@ -303,9 +321,8 @@ def create_account_link(ctx: Ctx) -> Obj:
     return objects.account_link(f"{ctx.sb.public_url}/setup/{token}", expires_at)
 
 
-@route("POST", "/v1/accounts/{id}/login_links")
+@route("POST", "/v1/accounts/{id}/login_links", AccountLoginLinkCreateParams)
 def create_login_link(ctx: Ctx) -> Obj:
-    ctx.allow()
     if not ctx.is_platform:
         raise invalid("Login links can only be created by the platform.")
     acct = connected(ctx.sb, ctx.path["id"])

@@ -6,28 +6,73 @@ import secrets
 import string
 from typing import Any
 
+from stripe.params import (
+    CouponCreateParams,
+    CouponDeleteParams,
+    CouponListParams,
+    CouponRetrieveParams,
+    CouponUpdateParams,
+    PriceCreateParams,
+    PriceListParams,
+    PriceRetrieveParams,
+    ProductCreateParams,
+    ProductRetrieveParams,
+    PromotionCodeCreateParams,
+    PromotionCodeListParams,
+    PromotionCodeRetrieveParams,
+    PromotionCodeUpdateParams,
+)
+from stripe.params.checkout import (
+    SessionCreateParams,
+    SessionExpireParams,
+    SessionLineItemListParams,
+    SessionListParams,
+    SessionRetrieveParams,
+    SessionUpdateParams,
+)
+
 from sandbox import money, objects
 from sandbox.api.accounts import connected
-from sandbox.api.router import INCLUDABLE, Ctx, route
-from sandbox.errors import StripeError, invalid
+from sandbox.api.router import INCLUDABLE, LIST, Ctx, route
+from sandbox.errors import bad_param, invalid, not_emulated
 from sandbox.forms import get_bool, get_dict, get_enum, get_float, get_int, get_list, get_str, metadata, req
 from sandbox.runtime import Sandbox
+from sandbox.schema import fields, literals
 from sandbox.store import Obj, created_filter, new_id, now, paginate
 
 MINIMUM_CHARGE = {"usd": 50, "eur": 50, "gbp": 30, "cad": 50, "aud": 50, "chf": 50, "jpy": 50}
 SESSION_PARAMS = (
     "mode",
-    "line_items",
+    "line_items[price]",
+    "line_items[price_data][currency]",
+    "line_items[price_data][unit_amount]",
+    "line_items[price_data][unit_amount_decimal]",
+    "line_items[price_data][product]",
+    "line_items[price_data][product_data][name]",
+    "line_items[price_data][product_data][description]",
+    "line_items[price_data][product_data][metadata]",
+    "line_items[quantity]",
     "success_url",
     "cancel_url",
     "client_reference_id",
     "customer_email",
     "metadata",
     "expires_at",
-    "payment_intent_data",
+    "payment_intent_data[application_fee_amount]",
+    "payment_intent_data[transfer_data]",
+    "payment_intent_data[on_behalf_of]",
+    "payment_intent_data[metadata]",
+    "payment_intent_data[transfer_group]",
+    "payment_intent_data[description]",
+    "payment_intent_data[receipt_email]",
+    "payment_intent_data[capture_method]",
+    # Accepted without effect (nothing in the sandbox depends on them):
+    "payment_intent_data[statement_descriptor]",
+    "payment_intent_data[statement_descriptor_suffix]",
+    "payment_intent_data[setup_future_usage]",
     "discounts",
     "allow_promotion_codes",
-    "payment_method_types",
+    "allowed_payment_method_types",
     "locale",
     "submit_type",
     "billing_address_collection",
@@ -38,91 +83,90 @@ SESSION_PARAMS = (
     "consent_collection",
     "payment_method_options",
 )
-PID_PARAMS = (
-    "application_fee_amount",
-    "transfer_data",
-    "on_behalf_of",
-    "metadata",
-    "transfer_group",
-    "description",
-    "receipt_email",
-    "capture_method",
-    "statement_descriptor",
-    "statement_descriptor_suffix",
-    "setup_future_usage",
-)
+PAGE = ("limit", "starting_after", "ending_before")
+PAYMENT_METHOD_TYPES = ("card", "us_bank_account")  # what the hosted page can take
 
 
 # ---- catalog -----------------------------------------------------------------------------------
-def _product_from_data(ctx: Ctx, data: Obj, param: str) -> Obj:
-    name = get_str(data, "name", f"{param}[name]")
+def _at(prefix: str, name: str) -> str:
+    """A nested parameter's name: `name`, or `prefix[name]`."""
+    return f"{prefix}[{name}]" if prefix else name
+
+
+def _product_from_data(ctx: Ctx, data: Obj, prefix: str) -> Obj:
+    name = get_str(data, "name", _at(prefix, "name"))
     if name is None:
-        req(data, "name", f"{param}[name]")
-    prod = objects.product(str(name), get_str(data, "description"), metadata(data))
+        req(data, "name", _at(prefix, "name"))
+    description = get_str(data, "description", _at(prefix, "description"))
+    prod = objects.product(str(name), description, metadata(data))
     ctx.sb.store.add("product", ctx.account, prod)
     return prod
 
 
-def _price_from_data(ctx: Ctx, data: Obj, param: str, persist: bool) -> tuple[Obj, Obj]:
-    currency = get_str(data, "currency", f"{param}[currency]")
+def _price_from_data(ctx: Ctx, data: Obj, prefix: str, persist: bool) -> tuple[Obj, Obj]:
+    currency = get_str(data, "currency", _at(prefix, "currency"))
     if currency is None:
-        req(data, "currency", f"{param}[currency]")
-    unit_amount = get_int(data, "unit_amount", f"{param}[unit_amount]", minimum=0)
+        req(data, "currency", _at(prefix, "currency"))
+    unit_amount = get_int(data, "unit_amount", _at(prefix, "unit_amount"), minimum=0)
     if unit_amount is None:
-        decimal = get_float(data, "unit_amount_decimal", f"{param}[unit_amount_decimal]")
+        decimal = get_float(data, "unit_amount_decimal", _at(prefix, "unit_amount_decimal"))
         if decimal is None:
-            req(data, "unit_amount", f"{param}[unit_amount]")
+            req(data, "unit_amount", _at(prefix, "unit_amount"))
         unit_amount = round(decimal or 0)
     if "product" in data:
-        prod = ctx.sb.store.get("product", str(data["product"]), ctx.account, "product", f"{param}[product]")
+        product_id = get_str(data, "product", _at(prefix, "product")) or ""
+        prod = ctx.sb.store.get("product", product_id, ctx.account, "product", _at(prefix, "product"))
     else:
-        pdata = get_dict(data, "product_data", f"{param}[product_data]")
+        pdata = get_dict(data, "product_data", _at(prefix, "product_data"))
         if not pdata:
-            raise invalid(
-                "You must specify either `product` or `product_data` when creating a price.", f"{param}[product_data]"
+            raise bad_param(
+                "You must specify either `product` or `product_data` when creating a price.",
+                _at(prefix, "product_data"),
             )
-        prod = _product_from_data(ctx, pdata, f"{param}[product_data]")
+        prod = _product_from_data(ctx, pdata, _at(prefix, "product_data"))
     price = objects.price(prod["id"], str(currency).lower(), unit_amount, metadata(data) if persist else {})
     if persist:
         ctx.sb.store.add("price", ctx.account, price)
     return price, prod
 
 
-@route("POST", "/v1/products")
+@route("POST", "/v1/products", ProductCreateParams, ("name", "description", "metadata"))
 def create_product(ctx: Ctx) -> Obj:
-    ctx.allow("name", "description", "metadata", "active", "images")
     return _product_from_data(ctx, ctx.params, "")
 
 
-@route("GET", "/v1/products/{id}")
+@route("GET", "/v1/products/{id}", ProductRetrieveParams)
 def retrieve_product(ctx: Ctx) -> Obj:
     return ctx.sb.store.get("product", ctx.path["id"], ctx.account)
 
 
-@route("POST", "/v1/prices")
+@route(
+    "POST",
+    "/v1/prices",
+    PriceCreateParams,
+    ("currency", "unit_amount", "unit_amount_decimal", "product", "product_data[name]", "metadata", "nickname"),
+)
 def create_price(ctx: Ctx) -> Obj:
-    ctx.allow("currency", "unit_amount", "unit_amount_decimal", "product", "product_data", "metadata", "nickname")
     price, _ = _price_from_data(ctx, ctx.params, "", persist=True)
     price["nickname"] = get_str(ctx.params, "nickname")
     return price
 
 
-@route("GET", "/v1/prices/{id}")
+@route("GET", "/v1/prices/{id}", PriceRetrieveParams)
 def retrieve_price(ctx: Ctx) -> Obj:
     return ctx.sb.store.get("price", ctx.path["id"], ctx.account)
 
 
-@route("GET", "/v1/prices")
+@route("GET", "/v1/prices", PriceListParams, LIST)
 def list_prices(ctx: Ctx) -> Obj:
-    ctx.allow(
-        "limit", "starting_after", "ending_before", "created", "active", "currency", "product", "type", "lookup_keys"
-    )
     return paginate(created_filter(ctx.sb.store.all("price", ctx.account), ctx.params), ctx.params, "/v1/prices")
 
 
-@route("POST", "/v1/coupons")
-def create_coupon(ctx: Ctx) -> Obj:
-    ctx.allow(
+@route(
+    "POST",
+    "/v1/coupons",
+    CouponCreateParams,
+    (
         "id",
         "percent_off",
         "amount_off",
@@ -133,18 +177,19 @@ def create_coupon(ctx: Ctx) -> Obj:
         "redeem_by",
         "name",
         "metadata",
-        "applies_to",
-    )
+    ),
+)
+def create_coupon(ctx: Ctx) -> Obj:
     p = ctx.params
     percent = get_float(p, "percent_off")
     amount = get_int(p, "amount_off", minimum=1)
     if (percent is None) == (amount is None):
-        raise invalid("Must provide either percent_off or amount_off (but not both).", "percent_off")
+        raise bad_param("Must provide either percent_off or amount_off (but not both).", "percent_off")
     if percent is not None and not 0 < percent <= 100:
-        raise invalid("Percent off must be between 0 and 100.", "percent_off")
+        raise bad_param("Percent off must be between 0 and 100.", "percent_off")
     currency = get_str(p, "currency")
     if amount is not None and currency is None:
-        raise invalid("You must pass currency when passing amount_off", "currency")
+        raise bad_param("You must pass currency when passing amount_off", "currency")
     coupon_id = get_str(p, "id") or "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(8))
     if ctx.sb.store.record(coupon_id) is not None:
         raise invalid("Coupon already exists.", "id", code="resource_already_exists")
@@ -164,14 +209,13 @@ def create_coupon(ctx: Ctx) -> Obj:
     return coupon
 
 
-@route("GET", "/v1/coupons/{id}")
+@route("GET", "/v1/coupons/{id}", CouponRetrieveParams)
 def retrieve_coupon(ctx: Ctx) -> Obj:
     return ctx.sb.store.get("coupon", ctx.path["id"], ctx.account)
 
 
-@route("POST", "/v1/coupons/{id}")
+@route("POST", "/v1/coupons/{id}", CouponUpdateParams, ("name", "metadata"))
 def update_coupon(ctx: Ctx) -> Obj:
-    ctx.allow("name", "metadata")
     coupon = ctx.sb.store.get("coupon", ctx.path["id"], ctx.account)
     if "name" in ctx.params:
         coupon["name"] = get_str(ctx.params, "name")
@@ -179,22 +223,36 @@ def update_coupon(ctx: Ctx) -> Obj:
     return coupon
 
 
-@route("DELETE", "/v1/coupons/{id}")
+@route("DELETE", "/v1/coupons/{id}", CouponDeleteParams)
 def delete_coupon(ctx: Ctx) -> Obj:
     coupon = ctx.sb.store.get("coupon", ctx.path["id"], ctx.account)
     ctx.sb.store.remove(coupon["id"])
     return {"id": coupon["id"], "object": "coupon", "deleted": True}
 
 
-@route("GET", "/v1/coupons")
+@route("GET", "/v1/coupons", CouponListParams, LIST)
 def list_coupons(ctx: Ctx) -> Obj:
-    ctx.allow("limit", "starting_after", "ending_before", "created")
     return paginate(created_filter(ctx.sb.store.all("coupon", ctx.account), ctx.params), ctx.params, "/v1/coupons")
 
 
-@route("POST", "/v1/promotion_codes")
+@route(
+    "POST",
+    "/v1/promotion_codes",
+    PromotionCodeCreateParams,
+    (
+        "promotion[type]",
+        "promotion[coupon]",
+        "code",
+        "active",
+        "expires_at",
+        "max_redemptions",
+        "metadata",
+        "restrictions[minimum_amount]",
+        "restrictions[minimum_amount_currency]",
+        "restrictions[first_time_transaction]",
+    ),
+)
 def create_promotion_code(ctx: Ctx) -> Obj:
-    ctx.allow("promotion", "code", "active", "expires_at", "max_redemptions", "metadata", "restrictions", "customer")
     p = ctx.params
     promo = get_dict(p, "promotion")
     if not promo:
@@ -223,14 +281,13 @@ def create_promotion_code(ctx: Ctx) -> Obj:
     return pc
 
 
-@route("GET", "/v1/promotion_codes/{id}")
+@route("GET", "/v1/promotion_codes/{id}", PromotionCodeRetrieveParams)
 def retrieve_promotion_code(ctx: Ctx) -> Obj:
     return ctx.sb.store.get("promotion_code", ctx.path["id"], ctx.account)
 
 
-@route("POST", "/v1/promotion_codes/{id}")
+@route("POST", "/v1/promotion_codes/{id}", PromotionCodeUpdateParams, ("active", "metadata"))
 def update_promotion_code(ctx: Ctx) -> Obj:
-    ctx.allow("active", "metadata", "restrictions")
     pc = ctx.sb.store.get("promotion_code", ctx.path["id"], ctx.account)
     active = get_bool(ctx.params, "active")
     if active is not None:
@@ -239,19 +296,8 @@ def update_promotion_code(ctx: Ctx) -> Obj:
     return pc
 
 
-@route("GET", "/v1/promotion_codes")
+@route("GET", "/v1/promotion_codes", PromotionCodeListParams, (*LIST, "code", "coupon", "active"))
 def list_promotion_codes(ctx: Ctx) -> Obj:
-    ctx.allow(
-        "limit",
-        "starting_after",
-        "ending_before",
-        "created",
-        "code",
-        "coupon",
-        "active",
-        "customer",
-        "customer_account",
-    )
     items = created_filter(ctx.sb.store.all("promotion_code", ctx.account), ctx.params)
     code = get_str(ctx.params, "code")
     if code is not None:
@@ -296,11 +342,51 @@ def promotion_usable(sb: Sandbox, pc: Obj, subtotal: int, currency: str, param: 
     return coupon
 
 
-def apply_discount(sb: Sandbox, session: Obj, x: Obj, coupon: Obj | None, promo: Obj | None) -> None:
-    """(Re)compute line item discounts and the session totals for at most one discount."""
-    items: list[Obj] = x["line_items"]
+def _shares(items: list[Obj], coupon: Obj | None) -> list[int]:
+    """Each line item's part of the discount."""
+    if coupon is None:
+        return [0] * len(items)
+    if coupon["percent_off"] is not None:
+        return [round(i["amount_subtotal"] * coupon["percent_off"] / 100) for i in items]
     subtotal = sum(i["amount_subtotal"] for i in items)
-    total_discount = 0
+    off = min(coupon["amount_off"], subtotal)
+    shares = [off * i["amount_subtotal"] // subtotal if subtotal else 0 for i in items]
+    if shares:
+        shares[-1] += off - sum(shares)
+    return shares
+
+
+def _check_total(currency: str, total: int, pid: Obj) -> None:
+    """What Stripe refuses in a total: a non-zero amount below the minimum charge, or one below the
+    application fee or the transfer amount."""
+    minimum = MINIMUM_CHARGE.get(currency)
+    if minimum and 0 < total < minimum:
+        raise invalid(
+            "The Checkout Session's total amount due must add up to at least "
+            f"{money.money(minimum, currency)} {currency}",
+            "line_items",
+        )
+    fee = pid["application_fee_amount"]
+    if fee is not None and fee > total:
+        raise invalid(
+            "The application fee amount must be less than or equal to the total amount.",
+            "payment_intent_data[application_fee_amount]",
+        )
+    if pid["transfer_amount"] is not None and pid["transfer_amount"] > total:
+        raise invalid(
+            "The transfer amount must be less than or equal to the total amount.",
+            "payment_intent_data[transfer_data][amount]",
+        )
+
+
+def apply_discount(sb: Sandbox, session: Obj, x: Obj, coupon: Obj | None, promo: Obj | None) -> None:
+    """Set the session's discount (at most one) and totals; a total Stripe refuses leaves it unchanged.
+    An existing PaymentIntent follows the new total."""
+    items: list[Obj] = x["line_items"]
+    shares = _shares(items, coupon)
+    subtotal = sum(i["amount_subtotal"] for i in items)
+    total = subtotal - sum(shares)
+    _check_total(session["currency"], total, x["payment_intent_data"])
     discount_obj: Obj | None = None
     if coupon is not None:
         discount_obj = {
@@ -318,36 +404,22 @@ def apply_discount(sb: Sandbox, session: Obj, x: Obj, coupon: Obj | None, promo:
             "subscription": None,
             "subscription_item": None,
         }
-        if coupon["percent_off"] is not None:
-            shares = [round(i["amount_subtotal"] * coupon["percent_off"] / 100) for i in items]
-        else:
-            off = min(coupon["amount_off"], subtotal)
-            shares = [off * i["amount_subtotal"] // subtotal if subtotal else 0 for i in items]
-            if items:
-                shares[-1] += off - sum(shares)
-        for item, share in zip(items, shares, strict=True):
-            item["amount_discount"] = share
-            item["amount_total"] = item["amount_subtotal"] - share
-            item["discounts"] = [{"amount": share, "discount": discount_obj}] if share else []
-        total_discount = sum(shares)
-        session["discounts"] = [{"coupon": coupon["id"], "promotion_code": promo["id"] if promo else None}]
-    else:
-        for item in items:
-            item["amount_discount"] = 0
-            item["amount_total"] = item["amount_subtotal"]
-            item["discounts"] = []
-        session["discounts"] = []
+    for item, share in zip(items, shares, strict=True):
+        item["amount_discount"] = share
+        item["amount_total"] = item["amount_subtotal"] - share
+        item["discounts"] = [{"amount": share, "discount": discount_obj}] if share else []
+    session["discounts"] = (
+        [{"coupon": coupon["id"], "promotion_code": promo["id"] if promo else None}] if coupon else []
+    )
     session["amount_subtotal"] = subtotal
-    session["amount_total"] = subtotal - total_discount
-    session["total_details"]["amount_discount"] = total_discount
+    session["amount_total"] = total
+    session["total_details"]["amount_discount"] = subtotal - total
+    money.follow_total(sb, session)
 
 
 # ---- sessions ----------------------------------------------------------------------------------
 def _payment_intent_data(ctx: Ctx, p: Obj) -> Obj:
     pid = get_dict(p, "payment_intent_data")
-    for key in pid:
-        if key not in PID_PARAMS:
-            raise invalid(f"Received unknown parameter: payment_intent_data[{key}]", f"payment_intent_data[{key}]")
     fee = get_int(pid, "application_fee_amount", "payment_intent_data[application_fee_amount]", minimum=0)
     td = get_dict(pid, "transfer_data", "payment_intent_data[transfer_data]")
     dest = get_str(td, "destination", "payment_intent_data[transfer_data][destination]")
@@ -355,20 +427,20 @@ def _payment_intent_data(ctx: Ctx, p: Obj) -> Obj:
     if td and dest is None:
         req(td, "destination", "payment_intent_data[transfer_data][destination]")
     if fee is not None and dest is None and ctx.is_platform:
-        raise invalid(
+        raise bad_param(
             "Can only apply an application_fee_amount when the PaymentIntent is attempting a direct payment "
             "(using an OAuth key or Stripe-Account header) or destination payment (using "
             "`transfer_data[destination]`).",
             "payment_intent_data[application_fee_amount]",
         )
     if fee is not None and td_amount is not None:
-        raise invalid(
+        raise bad_param(
             "You may only specify one of these parameters: application_fee_amount, transfer_data[amount].",
             "payment_intent_data[application_fee_amount]",
         )
     if dest is not None:
         if not ctx.is_platform:
-            raise invalid(
+            raise bad_param(
                 "You cannot create a destination charge on a connected account (transfer_data with Stripe-Account).",
                 "payment_intent_data[transfer_data][destination]",
             )
@@ -377,7 +449,7 @@ def _payment_intent_data(ctx: Ctx, p: Obj) -> Obj:
     if obo is not None:
         connected(ctx.sb, obo, "payment_intent_data[on_behalf_of]")
         if dest is not None and obo != dest:
-            raise invalid(
+            raise bad_param(
                 "The `on_behalf_of` account must be the same as the `transfer_data[destination]` account.",
                 "payment_intent_data[on_behalf_of]",
             )
@@ -385,91 +457,97 @@ def _payment_intent_data(ctx: Ctx, p: Obj) -> Obj:
         pid, "capture_method", ("automatic", "automatic_async", "manual"), "payment_intent_data[capture_method]"
     )
     if capture == "manual":
-        raise invalid("The sandbox does not emulate manual capture.", "payment_intent_data[capture_method]")
+        raise not_emulated("manual capture", "payment_intent_data[capture_method]")
     return {
         "application_fee_amount": fee,
         "destination": dest,
         "transfer_amount": td_amount,
         "on_behalf_of": obo,
         "metadata": metadata(pid, key="metadata"),
-        "transfer_group": get_str(pid, "transfer_group"),
-        "description": get_str(pid, "description"),
-        "receipt_email": get_str(pid, "receipt_email"),
+        "transfer_group": get_str(pid, "transfer_group", "payment_intent_data[transfer_group]"),
+        "description": get_str(pid, "description", "payment_intent_data[description]"),
+        "receipt_email": get_str(pid, "receipt_email", "payment_intent_data[receipt_email]"),
     }
 
 
 def _line_items(ctx: Ctx, p: Obj) -> list[Obj]:
     raw = get_list(p, "line_items")
     if not raw:
-        raise invalid("line_items is required when mode is payment.", "line_items")
+        raise bad_param("line_items is required when mode is payment.", "line_items")
     items = []
     for i, li in enumerate(raw):
         param = f"line_items[{i}]"
         if not isinstance(li, dict):
-            raise invalid("Invalid hash", param)
-        for key in li:
-            if key not in ("price", "price_data", "quantity", "adjustable_quantity", "tax_rates", "dynamic_tax_rates"):
-                raise invalid(f"Received unknown parameter: {param}[{key}]", f"{param}[{key}]")
+            raise bad_param("Invalid hash", param)
         quantity = get_int(li, "quantity", f"{param}[quantity]", minimum=1)
         if quantity is None:
             req(li, "quantity", f"{param}[quantity]")
         if ("price" in li) == ("price_data" in li):
-            raise invalid("You must specify either `price` or `price_data` in {param}.", f"{param}[price]")
+            raise bad_param(f"You must specify either `price` or `price_data` in {param}.", f"{param}[price]")
         if "price" in li:
-            price = ctx.sb.store.get("price", str(li["price"]), ctx.account, "price", f"{param}[price]")
+            price_id = get_str(li, "price", f"{param}[price]") or ""
+            price = ctx.sb.store.get("price", price_id, ctx.account, "price", f"{param}[price]")
             prod = ctx.sb.store.get("product", price["product"], ctx.account, "product")
         else:
-            price, prod = _price_from_data(ctx, get_dict(li, "price_data"), f"{param}[price_data]", persist=False)
+            price_data = get_dict(li, "price_data", f"{param}[price_data]")
+            price, prod = _price_from_data(ctx, price_data, f"{param}[price_data]", persist=False)
         items.append(objects.line_item(price, prod, quantity or 1, 0, []))
     currencies = {i["currency"] for i in items}
     if len(currencies) > 1:
-        raise invalid("All line items must have the same currency.", "line_items")
+        raise bad_param("All line items must have the same currency.", "line_items")
     return items
 
 
-NOT_EMULATED = (
-    "customer",
-    "customer_update",
-    "automatic_tax",
-    "shipping_address_collection",
-    "shipping_options",
-    "tax_id_collection",
-    "invoice_creation",
-    "subscription_data",
-    "setup_intent_data",
-    "currency",
-    "saved_payment_method_options",
-    "payment_method_collection",
-    "payment_method_configuration",
-    "after_expiration",
-    "adaptive_pricing",
-    "branding_settings",
-    "name_collection",
-    "optional_items",
-    "permissions",
-    "return_url",
-    "redirect_on_completion",
-    "wallet_options",
-    "custom_fields",
-    "origin_context",
-    "excluded_payment_method_types",
-)
+def _payment_method_types(p: Obj) -> tuple[list[str] | None, list[str]]:
+    """`allowed_payment_method_types` as given, and the session's `payment_method_types`: Stripe filters the
+    allowed list down to what can be offered (here: what the hosted page takes)."""
+    choices = literals(fields(SessionCreateParams)["allowed_payment_method_types"])
+    allowed = [str(t) for t in get_list(p, "allowed_payment_method_types")] or None
+    for i, t in enumerate(allowed or []):
+        if t not in choices:
+            raise bad_param(
+                f"Invalid allowed_payment_method_types[{i}]: must be one of {', '.join(choices)}",
+                f"allowed_payment_method_types[{i}]",
+            )
+    offered = [t for t in (allowed or PAYMENT_METHOD_TYPES) if t in PAYMENT_METHOD_TYPES]
+    if not offered:
+        raise not_emulated(f"the payment method types {', '.join(allowed or [])}", "allowed_payment_method_types")
+    return allowed, offered
 
 
-@route("POST", "/v1/checkout/sessions")
+def _discount(ctx: Ctx, p: Obj, subtotal: int, currency: str) -> tuple[Obj | None, Obj | None]:
+    """The coupon (and promotion code) of `discounts[0]`, checked for use."""
+    raw = get_list(p, "discounts")
+    if get_bool(p, "allow_promotion_codes") and raw:
+        raise bad_param("You may only specify one of these parameters: allow_promotion_codes, discounts.", "discounts")
+    if len(raw) > 1:
+        raise bad_param("You may only specify one discount.", "discounts")
+    if not raw:
+        return None, None
+    d = raw[0]
+    if not isinstance(d, dict) or ("coupon" in d) == ("promotion_code" in d):
+        raise bad_param("Each discount must specify exactly one of `coupon` or `promotion_code`.", "discounts[0]")
+    if "coupon" in d:
+        coupon_id = get_str(d, "coupon", "discounts[0][coupon]") or ""
+        coupon = ctx.sb.store.get("coupon", coupon_id, ctx.account, "coupon", "discounts[0][coupon]")
+        coupon_usable(coupon, currency, "discounts[0][coupon]")
+        return coupon, None
+    promo_id = get_str(d, "promotion_code", "discounts[0][promotion_code]") or ""
+    promo = ctx.sb.store.get("promotion_code", promo_id, ctx.account, "promotion_code", "discounts[0][promotion_code]")
+    return promotion_usable(ctx.sb, promo, subtotal, currency, "discounts[0][promotion_code]"), promo
+
+
+@route("POST", "/v1/checkout/sessions", SessionCreateParams, SESSION_PARAMS)
 def create_session(ctx: Ctx) -> Obj:
-    for name in NOT_EMULATED:
-        if name in ctx.params:
-            raise invalid(f"The Stripe sandbox does not emulate the Checkout Session parameter `{name}`.", name)
-    ctx.allow(*SESSION_PARAMS)
     p = ctx.params
-    mode = get_enum(p, "mode", ("payment", "setup", "subscription"))
+    mode = get_enum(p, "mode", literals(fields(SessionCreateParams)["mode"]))
     if mode is None:
         req(p, "mode")
     if mode != "payment":
-        raise invalid("The sandbox only emulates Checkout Sessions with mode=payment.", "mode")
-    if get_str(p, "ui_mode") not in (None, "hosted"):
-        raise invalid("The sandbox only emulates ui_mode=hosted.", "ui_mode")
+        raise not_emulated(f"Checkout Sessions with `mode={mode}`", "mode")
+    ui_mode = get_enum(p, "ui_mode", literals(fields(SessionCreateParams)["ui_mode"])) or "hosted_page"
+    if ui_mode != "hosted_page":
+        raise not_emulated(f"`ui_mode={ui_mode}`", "ui_mode")
     items = _line_items(ctx, p)
     currency = items[0]["currency"]
     current = now()
@@ -477,26 +555,18 @@ def create_session(ctx: Ctx) -> Obj:
     if expires_at is None:
         expires_at = current + 86400
     elif expires_at > current + 86400:
-        raise invalid(
+        raise bad_param(
             "The `expires_at` timestamp must be less than 24 hours from Checkout Session creation.", "expires_at"
         )
     elif expires_at < current + 1800:
-        raise invalid(
+        raise bad_param(
             "The `expires_at` timestamp must be at least 30 minutes from Checkout Session creation.", "expires_at"
         )
-    allow_promo = get_bool(p, "allow_promotion_codes")
-    raw_discounts = get_list(p, "discounts")
-    if allow_promo and raw_discounts:
-        raise invalid("You may only specify one of these parameters: allow_promotion_codes, discounts.", "discounts")
-    if len(raw_discounts) > 1:
-        raise invalid("You may only specify one discount.", "discounts")
+    allowed, offered = _payment_method_types(p)
     pid = _payment_intent_data(ctx, p)
-    pmt = [str(t) for t in get_list(p, "payment_method_types")] or ["card", "us_bank_account"]
-    for t in pmt:
-        if t not in ("card", "us_bank_account", "link"):
-            raise invalid(f"The payment method type `{t}` is not emulated by the sandbox.", "payment_method_types")
     session_id = new_id("cs_test_", 58)
     subtotal = sum(i["amount_subtotal"] for i in items)
+    coupon, promo = _discount(ctx, p, subtotal, currency)
     session = objects.checkout_session(
         session_id,
         url=f"{ctx.sb.public_url}/c/pay/{session_id}",
@@ -509,45 +579,15 @@ def create_session(ctx: Ctx) -> Obj:
         customer_email=get_str(p, "customer_email"),
         metadata=metadata(p),
         expires_at=expires_at,
-        payment_method_types=pmt,
-        allow_promotion_codes=allow_promo,
+        allowed_payment_method_types=allowed,
+        payment_method_types=offered,
+        allow_promotion_codes=get_bool(p, "allow_promotion_codes"),
         discounts=[],
         locale=get_str(p, "locale"),
         submit_type=get_str(p, "submit_type"),
     )
     x: Obj = {"line_items": items, "payment_intent_data": pid}
-    coupon = promo = None
-    if raw_discounts:
-        d = raw_discounts[0]
-        if not isinstance(d, dict) or ("coupon" in d) == ("promotion_code" in d):
-            raise invalid("Each discount must specify exactly one of `coupon` or `promotion_code`.", "discounts[0]")
-        if "coupon" in d:
-            coupon = ctx.sb.store.get("coupon", str(d["coupon"]), ctx.account, "coupon", "discounts[0][coupon]")
-            coupon_usable(coupon, currency, "discounts[0][coupon]")
-        else:
-            promo = ctx.sb.store.get(
-                "promotion_code",
-                str(d["promotion_code"]),
-                ctx.account,
-                "promotion_code",
-                "discounts[0][promotion_code]",
-            )
-            coupon = promotion_usable(ctx.sb, promo, subtotal, currency, "discounts[0][promotion_code]")
     apply_discount(ctx.sb, session, x, coupon, promo)
-    minimum = MINIMUM_CHARGE.get(currency)
-    total = session["amount_total"]
-    if minimum and 0 < total < minimum:
-        raise invalid(
-            "The Checkout Session's total amount due must add up to at least "
-            f"{money.money(minimum, currency)} {currency}",
-            "line_items",
-        )
-    fee = pid["application_fee_amount"]
-    if fee is not None and fee > total:
-        raise invalid(
-            "The application fee amount must be less than or equal to the total amount.",
-            "payment_intent_data[application_fee_amount]",
-        )
     ctx.sb.store.add("checkout.session", ctx.account, session, x)
     return session
 
@@ -556,40 +596,26 @@ def _session(ctx: Ctx) -> Obj:
     return ctx.sb.store.get("checkout.session", ctx.path["id"], ctx.account, "checkout.session", "session")
 
 
-@route("GET", "/v1/checkout/sessions/{id}")
+@route("GET", "/v1/checkout/sessions/{id}", SessionRetrieveParams)
 def retrieve_session(ctx: Ctx) -> Obj:
     return _session(ctx)
 
 
-@route("POST", "/v1/checkout/sessions/{id}")
+@route("POST", "/v1/checkout/sessions/{id}", SessionUpdateParams, ("metadata",))
 def update_session(ctx: Ctx) -> Obj:
-    ctx.allow("metadata")
     session = _session(ctx)
     session["metadata"] = metadata(ctx.params, session["metadata"])
     return session
 
 
-@route("POST", "/v1/checkout/sessions/{id}/expire")
+@route("POST", "/v1/checkout/sessions/{id}/expire", SessionExpireParams)
 def expire_session(ctx: Ctx) -> Obj:
-    ctx.allow()
     _session(ctx)
     return money.expire_session(ctx.sb, ctx.path["id"], ctx.account)
 
 
-@route("GET", "/v1/checkout/sessions")
+@route("GET", "/v1/checkout/sessions", SessionListParams, (*LIST, "status", "payment_intent"))
 def list_sessions(ctx: Ctx) -> Obj:
-    ctx.allow(
-        "limit",
-        "starting_after",
-        "ending_before",
-        "created",
-        "status",
-        "payment_intent",
-        "customer",
-        "customer_details",
-        "payment_link",
-        "subscription",
-    )
     items = created_filter(ctx.sb.store.all("checkout.session", ctx.account), ctx.params)
     status = get_enum(ctx.params, "status", ("open", "complete", "expired"))
     if status is not None:
@@ -613,14 +639,13 @@ def _line_item_list(sb: Sandbox, session: Obj) -> Obj:
 INCLUDABLE[("checkout.session", "line_items")] = _line_item_list
 
 
-@route("GET", "/v1/checkout/sessions/{id}/line_items")
+@route(
+    "GET",
+    "/v1/checkout/sessions/{id}/line_items",
+    SessionLineItemListParams,
+    ("limit", "starting_after", "ending_before"),
+)
 def list_line_items(ctx: Ctx) -> Obj:
-    ctx.allow("limit", "starting_after", "ending_before")
     session = _session(ctx)
     items: list[Any] = ctx.sb.store.hidden(session["id"])["line_items"]
     return paginate(list(items), ctx.params, f"/v1/checkout/sessions/{session['id']}/line_items")
-
-
-def ensure_session_error(session: Obj) -> None:
-    if session["status"] != "open":
-        raise StripeError("This Checkout Session is no longer open.", status=400)

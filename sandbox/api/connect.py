@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+from stripe.params import (
+    ApplicationFeeListParams,
+    ApplicationFeeRefundCreateParams,
+    ApplicationFeeRefundListParams,
+    ApplicationFeeRefundRetrieveParams,
+    ApplicationFeeRefundUpdateParams,
+    ApplicationFeeRetrieveParams,
+    BalanceRetrieveParams,
+    PayoutCreateParams,
+    PayoutListParams,
+    PayoutRetrieveParams,
+    PayoutUpdateParams,
+    TransferCreateParams,
+    TransferListParams,
+    TransferRetrieveParams,
+    TransferReversalCreateParams,
+    TransferReversalListParams,
+    TransferReversalRetrieveParams,
+    TransferReversalUpdateParams,
+    TransferUpdateParams,
+)
+
 from sandbox import money, objects
 from sandbox.api.accounts import connected
-from sandbox.api.router import Ctx, route, update_editable
-from sandbox.errors import invalid
+from sandbox.api.router import LIST, Ctx, route, update_editable
+from sandbox.errors import invalid, missing, not_emulated
 from sandbox.forms import get_enum, get_int, get_str, metadata, req
 from sandbox.store import Obj, created_filter, paginate
 
-LIST = ("limit", "starting_after", "ending_before", "created")
+PAGE = ("limit", "starting_after", "ending_before")
 
 
 def _platform_only(ctx: Ctx) -> None:
@@ -17,18 +39,13 @@ def _platform_only(ctx: Ctx) -> None:
         raise invalid("This request can only be made by the platform (without Stripe-Account) in the sandbox.")
 
 
-@route("POST", "/v1/transfers")
+@route(
+    "POST",
+    "/v1/transfers",
+    TransferCreateParams,
+    ("amount", "currency", "destination", "source_transaction", "transfer_group", "metadata", "description"),
+)
 def create_transfer(ctx: Ctx) -> Obj:
-    ctx.allow(
-        "amount",
-        "currency",
-        "destination",
-        "source_transaction",
-        "transfer_group",
-        "metadata",
-        "description",
-        "source_type",
-    )
     _platform_only(ctx)
     p = ctx.params
     amount = get_int(p, "amount", minimum=1)
@@ -69,21 +86,19 @@ def create_transfer(ctx: Ctx) -> Obj:
     )
 
 
-@route("GET", "/v1/transfers/{id}")
+@route("GET", "/v1/transfers/{id}", TransferRetrieveParams)
 def retrieve_transfer(ctx: Ctx) -> Obj:
     return ctx.sb.store.get("transfer", ctx.path["id"], ctx.account, "transfer", "transfer")
 
 
-@route("POST", "/v1/transfers/{id}")
+@route("POST", "/v1/transfers/{id}", TransferUpdateParams, ("metadata", "description"))
 def update_transfer(ctx: Ctx) -> Obj:
-    ctx.allow("metadata", "description")
     tr = ctx.sb.store.get("transfer", ctx.path["id"], ctx.account, "transfer", "transfer")
     return update_editable(ctx, tr, "transfer.updated")
 
 
-@route("GET", "/v1/transfers")
+@route("GET", "/v1/transfers", TransferListParams, (*LIST, "destination", "transfer_group"))
 def list_transfers(ctx: Ctx) -> Obj:
-    ctx.allow(*LIST, "destination", "transfer_group")
     items = created_filter(ctx.sb.store.all("transfer", ctx.account), ctx.params)
     for f in ("destination", "transfer_group"):
         value = get_str(ctx.params, f)
@@ -92,47 +107,43 @@ def list_transfers(ctx: Ctx) -> Obj:
     return paginate(items, ctx.params, "/v1/transfers")
 
 
-@route("POST", "/v1/transfers/{id}/reversals")
+@route("POST", "/v1/transfers/{id}/reversals", TransferReversalCreateParams, ("amount", "metadata"))
 def create_reversal(ctx: Ctx) -> Obj:
-    ctx.allow("amount", "metadata", "description", "refund_application_fee")
     tr = ctx.sb.store.get("transfer", ctx.path["id"], ctx.account, "transfer", "id")
     return money.reverse_transfer(ctx.sb, tr, get_int(ctx.params, "amount", minimum=1), metadata(ctx.params), None)
 
 
-@route("GET", "/v1/transfers/{id}/reversals")
+@route("GET", "/v1/transfers/{id}/reversals", TransferReversalListParams, PAGE)
 def list_reversals(ctx: Ctx) -> Obj:
-    ctx.allow("limit", "starting_after", "ending_before")
     tr = ctx.sb.store.get("transfer", ctx.path["id"], ctx.account, "transfer", "id")
     items = [r for r in ctx.sb.store.all("transfer_reversal", ctx.account) if r["transfer"] == tr["id"]]
     return paginate(items, ctx.params, f"/v1/transfers/{tr['id']}/reversals")
 
 
-@route("GET", "/v1/transfers/{id}/reversals/{rid}")
+@route("GET", "/v1/transfers/{id}/reversals/{rid}", TransferReversalRetrieveParams)
 def retrieve_reversal(ctx: Ctx) -> Obj:
     ctx.sb.store.get("transfer", ctx.path["id"], ctx.account, "transfer", "id")
     trr = ctx.sb.store.get("transfer_reversal", ctx.path["rid"], ctx.account, "transfer_reversal")
     if trr["transfer"] != ctx.path["id"]:
-        raise invalid(f"No such transfer_reversal: '{ctx.path['rid']}'")
+        raise missing("transfer_reversal", ctx.path["rid"])
     return trr
 
 
-@route("POST", "/v1/transfers/{id}/reversals/{rid}")
+@route("POST", "/v1/transfers/{id}/reversals/{rid}", TransferReversalUpdateParams, ("metadata",))
 def update_reversal(ctx: Ctx) -> Obj:
-    ctx.allow("metadata")
     trr = retrieve_reversal(ctx)
     trr["metadata"] = metadata(ctx.params, trr["metadata"])
     return trr
 
 
 # ---- application fees --------------------------------------------------------------------------
-@route("GET", "/v1/application_fees/{id}")
+@route("GET", "/v1/application_fees/{id}", ApplicationFeeRetrieveParams)
 def retrieve_fee(ctx: Ctx) -> Obj:
     return ctx.sb.store.get("application_fee", ctx.path["id"], ctx.account, "application_fee")
 
 
-@route("GET", "/v1/application_fees")
+@route("GET", "/v1/application_fees", ApplicationFeeListParams, (*LIST, "charge"))
 def list_fees(ctx: Ctx) -> Obj:
-    ctx.allow(*LIST, "charge")
     items = created_filter(ctx.sb.store.all("application_fee", ctx.account), ctx.params)
     charge = get_str(ctx.params, "charge")
     if charge is not None:
@@ -140,43 +151,37 @@ def list_fees(ctx: Ctx) -> Obj:
     return paginate(items, ctx.params, "/v1/application_fees")
 
 
-@route("POST", "/v1/application_fees/{id}/refunds")
+@route("POST", "/v1/application_fees/{id}/refunds", ApplicationFeeRefundCreateParams, ("amount", "metadata"))
 def create_fee_refund(ctx: Ctx) -> Obj:
-    ctx.allow("amount", "metadata")
     fee = ctx.sb.store.get("application_fee", ctx.path["id"], ctx.account, "application_fee", "id")
     return money.refund_fee(ctx.sb, fee, get_int(ctx.params, "amount", minimum=1), metadata(ctx.params))
 
 
-@route("GET", "/v1/application_fees/{id}/refunds")
+@route("GET", "/v1/application_fees/{id}/refunds", ApplicationFeeRefundListParams, PAGE)
 def list_fee_refunds(ctx: Ctx) -> Obj:
-    ctx.allow("limit", "starting_after", "ending_before")
     fee = ctx.sb.store.get("application_fee", ctx.path["id"], ctx.account, "application_fee", "id")
     items = [r for r in ctx.sb.store.all("fee_refund", ctx.account) if r["fee"] == fee["id"]]
     return paginate(items, ctx.params, f"/v1/application_fees/{fee['id']}/refunds")
 
 
-@route("GET", "/v1/application_fees/{id}/refunds/{rid}")
+@route("GET", "/v1/application_fees/{id}/refunds/{rid}", ApplicationFeeRefundRetrieveParams)
 def retrieve_fee_refund(ctx: Ctx) -> Obj:
     fr = ctx.sb.store.get("fee_refund", ctx.path["rid"], ctx.account, "fee_refund")
     if fr["fee"] != ctx.path["id"]:
-        raise invalid(f"No such fee_refund: '{ctx.path['rid']}'")
+        raise missing("fee_refund", ctx.path["rid"])
     return fr
 
 
-@route("POST", "/v1/application_fees/{id}/refunds/{rid}")
+@route("POST", "/v1/application_fees/{id}/refunds/{rid}", ApplicationFeeRefundUpdateParams, ("metadata",))
 def update_fee_refund(ctx: Ctx) -> Obj:
-    ctx.allow("metadata")
     fr = retrieve_fee_refund(ctx)
     fr["metadata"] = metadata(ctx.params, fr["metadata"])
     return fr
 
 
 # ---- payouts and balance -----------------------------------------------------------------------
-@route("POST", "/v1/payouts")
+@route("POST", "/v1/payouts", PayoutCreateParams, ("amount", "currency", "description", "metadata", "method"))
 def create_payout(ctx: Ctx) -> Obj:
-    ctx.allow(
-        "amount", "currency", "description", "metadata", "method", "statement_descriptor", "destination", "source_type"
-    )
     p = ctx.params
     amount = get_int(p, "amount", minimum=1)
     if amount is None:
@@ -185,7 +190,7 @@ def create_payout(ctx: Ctx) -> Obj:
     if currency is None:
         req(p, "currency")
     if get_enum(p, "method", ("standard", "instant")) == "instant":
-        raise invalid("The sandbox does not emulate instant payouts.", "method")
+        raise not_emulated("instant payouts", "method")
     assert amount is not None
     assert currency is not None
     return money.create_payout(
@@ -193,21 +198,19 @@ def create_payout(ctx: Ctx) -> Obj:
     )
 
 
-@route("GET", "/v1/payouts/{id}")
+@route("GET", "/v1/payouts/{id}", PayoutRetrieveParams)
 def retrieve_payout(ctx: Ctx) -> Obj:
     return ctx.sb.store.get("payout", ctx.path["id"], ctx.account, "payout", "payout")
 
 
-@route("POST", "/v1/payouts/{id}")
+@route("POST", "/v1/payouts/{id}", PayoutUpdateParams, ("metadata",))
 def update_payout(ctx: Ctx) -> Obj:
-    ctx.allow("metadata")
     po = ctx.sb.store.get("payout", ctx.path["id"], ctx.account, "payout", "payout")
     return update_editable(ctx, po, "payout.updated")
 
 
-@route("GET", "/v1/payouts")
+@route("GET", "/v1/payouts", PayoutListParams, (*LIST, "status"))
 def list_payouts(ctx: Ctx) -> Obj:
-    ctx.allow(*LIST, "status", "arrival_date", "destination")
     items = created_filter(ctx.sb.store.all("payout", ctx.account), ctx.params)
     status = get_str(ctx.params, "status")
     if status is not None:
@@ -215,7 +218,7 @@ def list_payouts(ctx: Ctx) -> Obj:
     return paginate(items, ctx.params, "/v1/payouts")
 
 
-@route("GET", "/v1/balance")
+@route("GET", "/v1/balance", BalanceRetrieveParams)
 def retrieve_balance(ctx: Ctx) -> Obj:
     currency = "usd" if ctx.is_platform else connected(ctx.sb, ctx.account)["default_currency"]
     return objects.balance(ctx.sb.store.balances.get(ctx.account, {}), ctx.is_platform, currency)

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+from stripe.params import (
+    ChargeListParams,
+    ChargeRetrieveParams,
+    ChargeUpdateParams,
+    DisputeCloseParams,
+    DisputeListParams,
+    DisputeRetrieveParams,
+    DisputeUpdateParams,
+    PaymentIntentListParams,
+    PaymentIntentRetrieveParams,
+    PaymentIntentUpdateParams,
+    RefundCreateParams,
+    RefundListParams,
+    RefundRetrieveParams,
+    RefundUpdateParams,
+)
+
 from sandbox import money
-from sandbox.api.router import INCLUDABLE, Ctx, route, update_editable
-from sandbox.errors import invalid
+from sandbox.api.router import INCLUDABLE, LIST, Ctx, route, update_editable
+from sandbox.errors import bad_param, invalid
 from sandbox.forms import get_bool, get_dict, get_enum, get_int, get_str, metadata
 from sandbox.runtime import Sandbox
 from sandbox.store import Obj, created_filter, paginate
-
-LIST = ("limit", "starting_after", "ending_before", "created")
 
 
 def _filter(items: list[Obj], ctx: Ctx, *fields: str) -> list[Obj]:
@@ -20,14 +35,13 @@ def _filter(items: list[Obj], ctx: Ctx, *fields: str) -> list[Obj]:
     return items
 
 
-@route("GET", "/v1/payment_intents/{id}")
+@route("GET", "/v1/payment_intents/{id}", PaymentIntentRetrieveParams)
 def retrieve_payment_intent(ctx: Ctx) -> Obj:
     return ctx.sb.store.get("payment_intent", ctx.path["id"], ctx.account, "payment_intent", "intent")
 
 
-@route("POST", "/v1/payment_intents/{id}")
+@route("POST", "/v1/payment_intents/{id}", PaymentIntentUpdateParams, ("metadata", "description"))
 def update_payment_intent(ctx: Ctx) -> Obj:
-    ctx.allow("metadata", "description")
     pi = ctx.sb.store.get("payment_intent", ctx.path["id"], ctx.account, "payment_intent", "intent")
     pi["metadata"] = metadata(ctx.params, pi["metadata"])
     if "description" in ctx.params:
@@ -35,28 +49,25 @@ def update_payment_intent(ctx: Ctx) -> Obj:
     return pi
 
 
-@route("GET", "/v1/payment_intents")
+@route("GET", "/v1/payment_intents", PaymentIntentListParams, LIST)
 def list_payment_intents(ctx: Ctx) -> Obj:
-    ctx.allow(*LIST, "customer", "customer_account")
     items = created_filter(ctx.sb.store.all("payment_intent", ctx.account), ctx.params)
     return paginate(items, ctx.params, "/v1/payment_intents")
 
 
-@route("GET", "/v1/charges/{id}")
+@route("GET", "/v1/charges/{id}", ChargeRetrieveParams)
 def retrieve_charge(ctx: Ctx) -> Obj:
     return ctx.sb.store.get("charge", ctx.path["id"], ctx.account, "charge", "charge")
 
 
-@route("POST", "/v1/charges/{id}")
+@route("POST", "/v1/charges/{id}", ChargeUpdateParams, ("metadata", "description"))
 def update_charge(ctx: Ctx) -> Obj:
-    ctx.allow("metadata", "description")
     ch = ctx.sb.store.get("charge", ctx.path["id"], ctx.account, "charge", "charge")
     return update_editable(ctx, ch, "charge.updated")
 
 
-@route("GET", "/v1/charges")
+@route("GET", "/v1/charges", ChargeListParams, (*LIST, "payment_intent", "transfer_group"))
 def list_charges(ctx: Ctx) -> Obj:
-    ctx.allow(*LIST, "payment_intent", "transfer_group", "customer")
     items = _filter(
         created_filter(ctx.sb.store.all("charge", ctx.account), ctx.params), ctx, "payment_intent", "transfer_group"
     )
@@ -78,24 +89,18 @@ INCLUDABLE[("charge", "refunds")] = _charge_refunds
 
 
 # ---- refunds -----------------------------------------------------------------------------------
-@route("POST", "/v1/refunds")
+@route(
+    "POST",
+    "/v1/refunds",
+    RefundCreateParams,
+    ("charge", "payment_intent", "amount", "reason", "metadata", "reverse_transfer", "refund_application_fee"),
+)
 def create_refund(ctx: Ctx) -> Obj:
-    ctx.allow(
-        "charge",
-        "payment_intent",
-        "amount",
-        "reason",
-        "metadata",
-        "reverse_transfer",
-        "refund_application_fee",
-        "instructions_email",
-        "origin",
-    )
     p = ctx.params
     charge_id = get_str(p, "charge")
     pi_id = get_str(p, "payment_intent")
     if charge_id and pi_id:
-        raise invalid("You may only specify one of these parameters: charge, payment_intent.", "payment_intent")
+        raise bad_param("You may only specify one of these parameters: charge, payment_intent.", "payment_intent")
     if pi_id:
         pi = ctx.sb.store.get("payment_intent", pi_id, ctx.account, "payment_intent", "payment_intent")
         if not pi["latest_charge"] or pi["status"] != "succeeded":
@@ -106,7 +111,7 @@ def create_refund(ctx: Ctx) -> Obj:
             )
         charge_id = pi["latest_charge"]
     if not charge_id:
-        raise invalid(
+        raise bad_param(
             "One of the following params should be provided for this request: payment_intent or charge.", "charge"
         )
     ch = ctx.sb.store.get("charge", charge_id, ctx.account, "charge", "charge")
@@ -124,21 +129,19 @@ def create_refund(ctx: Ctx) -> Obj:
     )
 
 
-@route("GET", "/v1/refunds/{id}")
+@route("GET", "/v1/refunds/{id}", RefundRetrieveParams)
 def retrieve_refund(ctx: Ctx) -> Obj:
     return ctx.sb.store.get("refund", ctx.path["id"], ctx.account, "refund", "refund")
 
 
-@route("POST", "/v1/refunds/{id}")
+@route("POST", "/v1/refunds/{id}", RefundUpdateParams, ("metadata",))
 def update_refund(ctx: Ctx) -> Obj:
-    ctx.allow("metadata")
     re = ctx.sb.store.get("refund", ctx.path["id"], ctx.account, "refund", "refund")
     return update_editable(ctx, re, "refund.updated", "charge.refund.updated")
 
 
-@route("GET", "/v1/refunds")
+@route("GET", "/v1/refunds", RefundListParams, (*LIST, "charge", "payment_intent"))
 def list_refunds(ctx: Ctx) -> Obj:
-    ctx.allow(*LIST, "charge", "payment_intent")
     items = _filter(
         created_filter(ctx.sb.store.all("refund", ctx.account), ctx.params), ctx, "charge", "payment_intent"
     )
@@ -146,14 +149,13 @@ def list_refunds(ctx: Ctx) -> Obj:
 
 
 # ---- disputes ----------------------------------------------------------------------------------
-@route("GET", "/v1/disputes/{id}")
+@route("GET", "/v1/disputes/{id}", DisputeRetrieveParams)
 def retrieve_dispute(ctx: Ctx) -> Obj:
     return ctx.sb.store.get("dispute", ctx.path["id"], ctx.account, "dispute", "dispute")
 
 
-@route("POST", "/v1/disputes/{id}")
+@route("POST", "/v1/disputes/{id}", DisputeUpdateParams, ("evidence", "metadata", "submit"))
 def update_dispute(ctx: Ctx) -> Obj:
-    ctx.allow("evidence", "metadata", "submit")
     dp = ctx.sb.store.get("dispute", ctx.path["id"], ctx.account, "dispute", "dispute")
     p = ctx.params
     submit = get_bool(p, "submit")
@@ -164,15 +166,13 @@ def update_dispute(ctx: Ctx) -> Obj:
     )
 
 
-@route("POST", "/v1/disputes/{id}/close")
+@route("POST", "/v1/disputes/{id}/close", DisputeCloseParams)
 def close_dispute(ctx: Ctx) -> Obj:
-    ctx.allow()
     return money.close_dispute(ctx.sb, ctx.path["id"], ctx.account, "lost")
 
 
-@route("GET", "/v1/disputes")
+@route("GET", "/v1/disputes", DisputeListParams, (*LIST, "charge", "payment_intent"))
 def list_disputes(ctx: Ctx) -> Obj:
-    ctx.allow(*LIST, "charge", "payment_intent")
     items = _filter(
         created_filter(ctx.sb.store.all("dispute", ctx.account), ctx.params), ctx, "charge", "payment_intent"
     )

@@ -6,20 +6,23 @@ import asyncio
 import base64
 import copy
 import json
+import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request, Response
 
 from sandbox import objects
-from sandbox.errors import StripeError, account_invalid, bad_api_key, invalid, no_api_key
-from sandbox.forms import Params, check_known, decode, get_str, metadata
+from sandbox.errors import StripeError, account_invalid, bad_api_key, bad_param, no_api_key
+from sandbox.forms import Params, decode, get_str, metadata
 from sandbox.runtime import RequestContext, Sandbox
+from sandbox.schema import Schema, check
 from sandbox.store import IdempotencyEntry, Obj, changes, new_id, now, snapshot
 
 Handler = Callable[["Ctx"], Obj]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,25 +46,29 @@ class Ctx:
     def is_platform(self) -> bool:
         return self.account == self.sb.store.platform_id
 
-    def allow(self, *names: str) -> None:
-        check_known(self.params, set(names))
-
 
 @dataclass
 class Route:
     method: str
     regex: re.Pattern[str]
     handler: Handler
+    schema: Schema | None
+    emulated: tuple[str, ...]
 
 
 ROUTES: list[Route] = []
+LIST = ("limit", "starting_after", "ending_before", "created")
 
 
-def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
+def route(
+    method: str, pattern: str, params: Schema | None = None, emulated: Iterable[str] = ()
+) -> Callable[[Handler], Handler]:
+    """Register a handler. `params` is the pinned SDK's TypedDict for the endpoint, `emulated` the parameter
+    paths the handler reads; any other parameter is refused before it runs (see `sandbox.schema.check`)."""
     regex = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$")
 
     def deco(fn: Handler) -> Handler:
-        ROUTES.append(Route(method, regex, fn))
+        ROUTES.append(Route(method, regex, fn, params, tuple(emulated)))
         return fn
 
     return deco
@@ -71,34 +78,37 @@ def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
 INCLUDABLE: dict[tuple[str, str], Callable[[Sandbox, Obj], Obj]] = {}
 
 
-def _expand_one(sb: Sandbox, obj: Obj, parts: list[str], full: str) -> None:
+def _expand_one(sb: Sandbox, account: str, obj: Obj, parts: list[str], full: str) -> None:
+    """Expand `parts` in place; an id of an object `account` cannot retrieve stays an id, as on Stripe."""
     field = parts[0]
     if field not in obj:
         if (obj.get("object", ""), field) in INCLUDABLE:
             obj[field] = INCLUDABLE[(obj["object"], field)](sb, obj)
         else:
-            raise invalid(f"This property cannot be expanded ({full}).", "expand")
+            raise bad_param(f"This property cannot be expanded ({full}).", "expand")
     value = obj[field]
     if isinstance(value, str):
-        target = sb.store.find(value)
-        if target is None:
-            raise invalid(f"This property cannot be expanded ({full}).", "expand")
-        value = copy.deepcopy(target)
+        rec = sb.store.record(value)
+        if rec is None:
+            raise bad_param(f"This property cannot be expanded ({full}).", "expand")
+        if rec["owner"] != account and value != account:
+            return
+        value = copy.deepcopy(rec["obj"])
         obj[field] = value
     if len(parts) > 1 and value is not None:
         if isinstance(value, list):
             for item in value:
                 if isinstance(item, dict):
-                    _expand_one(sb, item, parts[1:], full)
+                    _expand_one(sb, account, item, parts[1:], full)
         elif isinstance(value, dict) and value.get("object") == "list" and parts[1] == "data":
             for item in value["data"]:
                 if len(parts) > 2:
-                    _expand_one(sb, item, parts[2:], full)
+                    _expand_one(sb, account, item, parts[2:], full)
         elif isinstance(value, dict):
-            _expand_one(sb, value, parts[1:], full)
+            _expand_one(sb, account, value, parts[1:], full)
 
 
-def apply_expand(sb: Sandbox, body: Obj, params: Params) -> Obj:
+def apply_expand(sb: Sandbox, account: str, body: Obj, params: Params) -> Obj:
     raw = params.get("expand")
     if not raw:
         return body
@@ -106,11 +116,11 @@ def apply_expand(sb: Sandbox, body: Obj, params: Params) -> Obj:
     result = copy.deepcopy(body)
     for path in paths:
         if not isinstance(path, str):
-            raise invalid("Invalid array", "expand")
+            raise bad_param("Invalid array", "expand")
         parts = path.split(".")
         if len(parts) > 4:
-            raise invalid(f"You cannot expand more than 4 levels of a property. Property: {path}", "expand")
-        _expand_one(sb, result, parts, path)
+            raise bad_param(f"You cannot expand more than 4 levels of a property. Property: {path}", "expand")
+        _expand_one(sb, account, result, parts, path)
     return result
 
 
@@ -156,6 +166,10 @@ async def dispatch(sb: Sandbox, request: Request[Any, Any, Any]) -> Response[byt
         return _handle(sb, request, body_bytes.decode(), request_id, headers)
     except StripeError as exc:
         return _json(exc.status, exc.body(request_id), {**headers, **exc.headers})
+    except Exception:  # a sandbox bug: still answer with Stripe's envelope, and say so in the log
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        err = StripeError("An unknown error occurred", type="api_error", status=500)
+        return _json(err.status, err.body(request_id), headers)
 
 
 async def _fault_response(fault: Any, request_id: str, headers: dict[str, str]) -> Response[bytes]:
@@ -216,7 +230,7 @@ def _handle(
         if idem_key is not None:
             headers["Idempotency-Key"] = idem_key
             if len(idem_key) > 255:
-                raise invalid("Idempotency keys can only be up to 255 characters long.", "idempotency_key")
+                raise bad_param("Idempotency keys can only be up to 255 characters long.", "idempotency_key")
             store_key = sb.store.idem_key(account, idem_key)
             fp = _fingerprint(method, path, params)
             entry = sb.store.idempotency.get(store_key)
@@ -234,8 +248,9 @@ def _handle(
         ctx = Ctx(sb, account, params, m.groupdict(), method, path)
         sb.current = RequestContext(request_id, idem_key)
         try:
+            check(params, r.schema, r.emulated)
             result = r.handler(ctx)
-            status, out = 200, copy.deepcopy(apply_expand(sb, result, params))
+            status, out = 200, copy.deepcopy(apply_expand(sb, account, result, params))
         except StripeError as exc:
             if idem_key is None or not exc.saved:
                 raise

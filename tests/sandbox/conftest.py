@@ -32,12 +32,14 @@ class Received:
 
 @dataclass
 class Receiver:
-    """A real HTTP server that records webhook posts and can be told to fail (or redirect) N times."""
+    """A real HTTP server that records webhook posts and can be told to fail (or redirect) N times, or to
+    take `delay` seconds before answering."""
 
     url: str = ""
     requests: list[Received] = field(default_factory=list)
     fail_remaining: int = 0
     fail_status: int = 500
+    delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail(self, n: int, status: int = 500) -> None:
@@ -49,6 +51,7 @@ class Receiver:
         with self.lock:
             self.requests.clear()
             self.fail_remaining = 0
+            self.delay = 0.0
 
     def for_path(self, path: str) -> list[Received]:
         with self.lock:
@@ -76,6 +79,9 @@ class Receiver:
                 status = self.fail_status
             headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
             self.requests.append(Received(scope["path"], headers, body, status, time.time()))
+            delay = self.delay
+        if delay:
+            await asyncio.sleep(delay)
         extra = [(b"location", b"http://127.0.0.1/elsewhere")] if 300 <= status < 400 else []
         await send(
             {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain"), *extra]}

@@ -189,3 +189,53 @@ async def test_restrict_and_deauthorize(client: stripe.StripeClient, control: Sa
     assert acct not in [a.id for a in (await client.v1.accounts.list_async()).data]
     deauth = await client.v1.events.list_async(params={"type": "account.application.deauthorized"})
     assert deauth.data == []  # it is the connected account's event, not the platform's
+
+
+async def test_controller_defaults_and_rules_of_the_api_reference(client: stripe.StripeClient) -> None:
+    """Defaults: full dashboard, fees paid by the account, Stripe liable for losses, Stripe collects."""
+    plain = await client.v1.accounts.create_async(params={"controller": {}})
+    assert plain.controller is not None
+    assert plain.controller.to_dict() == {
+        "fees": {"payer": "account"},
+        "is_controller": True,
+        "losses": {"payments": "stripe"},
+        "requirement_collection": "stripe",
+        "stripe_dashboard": {"type": "full"},
+        "type": "application",
+    }
+    assert plain.type == "standard"
+    # The defaults do not combine with an Express dashboard in this API version: say who pays, and who is liable.
+    for controller, param in (
+        ({"stripe_dashboard": {"type": "express"}}, "controller[fees][payer]"),
+        ({"losses": {"payments": "application"}}, "controller[fees][payer]"),
+    ):
+        with pytest.raises(stripe.InvalidRequestError) as info:
+            await client.v1.accounts.create_async(params={"controller": controller})  # type: ignore[typeddict-item]
+        assert info.value.param == param
+
+
+async def test_malformed_values_get_stripes_error_not_a_crash(
+    client: stripe.StripeClient, http: httpx.AsyncClient
+) -> None:
+    acct = await client.v1.accounts.create_async(params={"type": "custom"})
+    auth = {"Authorization": "Bearer sk_test_sandbox_0123456789", "Content-Type": "application/x-www-form-urlencoded"}
+    for body, param in (
+        ("tos_acceptance[date]=abc", "tos_acceptance[date]"),
+        ("tos_acceptance[date][x]=1", "tos_acceptance[date]"),
+        ("capabilities[transfers][requested]=maybe", "capabilities[transfers][requested]"),
+        ("metadata[k][x]=1", "metadata[k]"),
+        ("email[x]=1", "email"),
+    ):
+        resp = await http.post(f"/v1/accounts/{acct.id}", content=body, headers=auth)
+        assert resp.status_code == 400, (body, resp.text)
+        err = resp.json()["error"]
+        assert (err["type"], err["param"]) == ("invalid_request_error", param)
+    ok = await client.v1.accounts.update_async(
+        acct.id, params={"tos_acceptance": {"date": 1700000000, "ip": "1.2.3.4"}}
+    )
+    assert ok.tos_acceptance is not None
+    assert (ok.tos_acceptance.date, ok.tos_acceptance.ip) == (1700000000, "1.2.3.4")
+    bad_decimal = await http.post(
+        "/v1/prices", content="currency=usd&unit_amount_decimal=inf&product_data[name]=x", headers=auth
+    )
+    assert (bad_decimal.status_code, bad_decimal.json()["error"]["param"]) == (400, "unit_amount_decimal")

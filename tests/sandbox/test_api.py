@@ -9,9 +9,10 @@ import pytest
 import stripe
 
 from sandbox.control import SandboxControl
+from sandbox.schema import literals
 
 from .conftest import API_KEY
-from .helpers import destination_session, direct_session, error_of, onboarded_account
+from .helpers import destination_session, direct_session, error_of, onboarded_account, session_params
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
@@ -178,13 +179,20 @@ async def test_object_shapes_match_the_pinned_sdk(
         (cap, stripe.Capability),
     ]
     lacking: dict[str, list[str]] = {}
+    off_enum: dict[str, str] = {}
     for obj, cls in pairs:
         data = obj.to_dict()
         assert data["object"] == cls.OBJECT_NAME
         missing = _fields(cls) - set(data) - SHAPE_EXCEPTIONS.get(cls.OBJECT_NAME, set())
         if missing:
             lacking[cls.OBJECT_NAME] = sorted(missing)
+        for name, value in data.items():  # enum fields hold one of the pinned version's values
+            choices = literals(cls.__annotations__.get(name))
+            if choices and isinstance(value, str) and value not in choices:
+                off_enum[f"{cls.OBJECT_NAME}.{name}"] = value
     assert lacking == {}
+    assert off_enum == {}
+    assert (s.ui_mode, s.mode, s.status, s.payment_status) == ("hosted_page", "payment", "complete", "paid")
     assert "secret" in ep.to_dict()
     assert "secret" not in (await client.v1.webhook_endpoints.retrieve_async(ep.id)).to_dict()
 
@@ -215,3 +223,57 @@ async def test_expand_nested_and_invalid(client: stripe.StripeClient, control: S
             session.id, params={"expand": ["nope"]}, options={"stripe_account": acct}
         )
     assert "cannot be expanded" in str(info.value.user_message)
+
+
+async def test_expand_sees_only_what_the_requester_can_retrieve(
+    client: stripe.StripeClient, control: SandboxControl
+) -> None:
+    acct = await onboarded_account(client, control, dashboard="full")
+    session = await direct_session(client, acct)
+    await control.complete_checkout(session.id, stripe_account=acct)
+    s = await client.v1.checkout.sessions.retrieve_async(
+        session.id,
+        params={"expand": ["payment_intent.latest_charge.application_fee"]},
+        options={"stripe_account": acct},
+    )
+    charge = s.payment_intent.latest_charge  # type: ignore[union-attr]
+    assert isinstance(charge, stripe.Charge)
+    # The fee is the platform's: the connected account gets its id, not the object.
+    assert isinstance(charge.application_fee, str)
+    assert charge.application_fee.startswith("fee_")
+    fee = await client.v1.application_fees.retrieve_async(charge.application_fee, params={"expand": ["charge"]})
+    assert fee.charge == charge.id  # and the platform cannot see the connected account's charge either
+
+
+async def test_unknown_and_unemulated_parameters(client: stripe.StripeClient) -> None:
+    """Names the pinned SDK does not declare are unknown to Stripe; names it declares that the sandbox does not
+    emulate get the sandbox's own error. Both are 400s with `param`."""
+    cases: list[tuple[Any, str, str]] = [
+        (session_params(bogus=1), "bogus", "Received unknown parameter: bogus"),
+        (session_params(payment_intent_data={"bogus": 1}), "payment_intent_data[bogus]", "unknown"),
+        (session_params(payment_method_data={"allow_redisplay": "always"}), "payment_method_data", "does not emulate"),
+        (session_params(integration_identifier="x"), "integration_identifier", "does not emulate"),
+        (session_params(customer_account="acct_x"), "customer_account", "does not emulate"),
+        (session_params(customer="cus_x"), "customer", "does not emulate"),
+        (
+            session_params(payment_intent_data={"shipping": {"name": "A", "address": {"line1": "x"}}}),
+            "payment_intent_data[shipping]",
+            "does not emulate",
+        ),
+    ]
+    items = session_params()["line_items"]
+    items[0]["price_data"]["recurring"] = {"interval": "month"}
+    cases.append((session_params(line_items=items), "line_items[0][price_data][recurring]", "does not emulate"))
+    for params, param, message in cases:
+        with pytest.raises(stripe.InvalidRequestError) as info:
+            await client.v1.checkout.sessions.create_async(params=params)
+        assert info.value.param == param
+        assert message in str(info.value.user_message)
+    for refund_params, param in (
+        ({"charge": "ch_x", "currency": "usd"}, "currency"),
+        ({"customer": "cus_x"}, "customer"),
+    ):
+        with pytest.raises(stripe.InvalidRequestError) as info:
+            await client.v1.refunds.create_async(params=refund_params)  # type: ignore[arg-type]
+        assert info.value.param == param
+        assert f"does not emulate the parameter `{param}`" in str(info.value.user_message)

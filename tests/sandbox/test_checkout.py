@@ -8,7 +8,7 @@ import httpx
 import pytest
 import stripe
 
-from sandbox.control import SandboxControl
+from sandbox.control import SandboxControl, SandboxControlError
 
 from .helpers import destination_session, direct_session, onboarded_account, session_params
 
@@ -105,11 +105,19 @@ async def test_declined_card_keeps_session_open_and_retry_succeeds(
     assert (pi.last_payment_error.code, pi.last_payment_error.decline_code) == ("card_declined", "generic_decline")
     failed = await client.v1.charges.retrieve_async(str(pi.latest_charge))
     assert failed.status == "failed"
+    assert (failed.failure_code, failed.outcome.reason if failed.outcome else None) == (
+        "card_declined",
+        "generic_decline",
+    )
     resp = await _pay(http, session.id, "4000000000009995")
     assert "insufficient funds" in resp.text
     pi2 = await client.v1.payment_intents.retrieve_async(pi.id)
     assert pi2.last_payment_error is not None
-    assert pi2.last_payment_error.decline_code == "insufficient_funds"
+    assert (pi2.last_payment_error.code, pi2.last_payment_error.decline_code) == ("card_declined", "insufficient_funds")
+    # The Charge agrees with the error: `failure_code` is the error code, the decline code is `outcome.reason`.
+    poor = await client.v1.charges.retrieve_async(str(pi2.latest_charge))
+    assert poor.outcome is not None
+    assert (poor.failure_code, poor.outcome.reason) == ("card_declined", "insufficient_funds")
     assert (await _pay(http, session.id, "4242424242424242")).status_code == 303
     pi3 = await client.v1.payment_intents.retrieve_async(pi.id)
     assert pi3.status == "succeeded"
@@ -308,12 +316,23 @@ async def test_control_expire_and_direct_completion(client: stripe.StripeClient,
     assert (await control.expire_session(other.id))["session"]["status"] == "expired"
 
 
-async def test_hosted_page_escapes_and_respects_payment_method_types(
+async def test_hosted_page_escapes_and_respects_allowed_payment_method_types(
     client: stripe.StripeClient, control: SandboxControl, http: httpx.AsyncClient
 ) -> None:
-    params = session_params(payment_method_types=["card"])
+    default = await client.v1.checkout.sessions.create_async(params=session_params())
+    assert (default.allowed_payment_method_types, default.payment_method_types) == (None, ["card", "us_bank_account"])
+    # The pinned version replaced `payment_method_types` with `allowed_payment_method_types`.
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        await client.v1.checkout.sessions.create_async(params=session_params(payment_method_types=["card"]))
+    assert (info.value.param, info.value.user_message) == (
+        "payment_method_types",
+        "Received unknown parameter: payment_method_types",
+    )
+    # Stripe filters the allowed list to what can be offered; the sandbox's page takes cards and bank debits.
+    params = session_params(allowed_payment_method_types=["card", "klarna"])
     params["line_items"][0]["price_data"]["product_data"]["name"] = "<script>alert(1)</script>"
     session = await client.v1.checkout.sessions.create_async(params=params)
+    assert (session.allowed_payment_method_types, session.payment_method_types) == (["card", "klarna"], ["card"])
     page = await http.get(f"/c/pay/{session.id}")
     assert "<script>alert(1)</script>" not in page.text
     assert "&lt;script&gt;" in page.text
@@ -334,3 +353,86 @@ async def test_abandoning_three_d_secure_for_another_card(client: stripe.StripeC
     stale = await http.post(f"/c/pay/{session.id}/3ds", data={"action": "approve"})
     assert stale.status_code == 200
     assert "already complete" in stale.text
+
+
+async def test_ui_mode_values_of_the_pinned_version(client: stripe.StripeClient) -> None:
+    session = await client.v1.checkout.sessions.create_async(params=session_params(ui_mode="hosted_page"))
+    assert session.ui_mode == "hosted_page"
+    assert (await client.v1.checkout.sessions.create_async(params=session_params())).ui_mode == "hosted_page"
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        await client.v1.checkout.sessions.create_async(params=session_params(ui_mode="embedded_page"))
+    assert info.value.param == "ui_mode"
+    assert "does not emulate `ui_mode=embedded_page`" in str(info.value.user_message)
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        await client.v1.checkout.sessions.create_async(params=session_params(ui_mode="hosted"))
+    assert info.value.param == "ui_mode"
+    assert "must be one of elements, embedded_page, form, hosted_page" in str(info.value.user_message)
+
+
+async def test_an_invalid_card_number_creates_nothing(client: stripe.StripeClient, http: httpx.AsyncClient) -> None:
+    session = await client.v1.checkout.sessions.create_async(params=session_params())
+    resp = await _pay(http, session.id, "4242 abcd")
+    assert resp.status_code == 400
+    assert "Your card number is incorrect." in resp.text
+    assert (await client.v1.checkout.sessions.retrieve_async(session.id)).payment_intent is None
+    assert (await client.v1.payment_intents.list_async()).data == []
+    assert (await client.v1.events.list_async()).data == []
+
+
+async def test_line_item_needs_price_or_price_data(client: stripe.StripeClient) -> None:
+    params = session_params()
+    params["line_items"][0]["price"] = "price_whatever"
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        await client.v1.checkout.sessions.create_async(params=params)
+    assert str(info.value.user_message) == "You must specify either `price` or `price_data` in line_items[0]."
+
+
+async def test_destination_session_parameters_reach_the_payment(
+    client: stripe.StripeClient, control: SandboxControl
+) -> None:
+    acct = await onboarded_account(client, control)
+    session = await client.v1.checkout.sessions.create_async(
+        params=session_params(
+            customer_email="buyer@example.com",
+            payment_intent_data={
+                "on_behalf_of": acct,
+                "transfer_group": "order_9",
+                "transfer_data": {"destination": acct, "amount": 1500},
+            },
+        )
+    )
+    assert session.customer_email == "buyer@example.com"
+    await control.complete_checkout(session.id)
+    s = await client.v1.checkout.sessions.retrieve_async(session.id, params={"expand": ["payment_intent"]})
+    assert s.customer_details is not None
+    assert s.customer_details.email == "buyer@example.com"
+    pi = s.payment_intent
+    assert isinstance(pi, stripe.PaymentIntent)
+    assert (pi.on_behalf_of, pi.transfer_group, pi.application_fee_amount) == (acct, "order_9", None)
+    assert pi.transfer_data is not None
+    assert (pi.transfer_data.destination, pi.transfer_data.amount) == (acct, 1500)
+    ch = await client.v1.charges.retrieve_async(str(pi.latest_charge))
+    assert (ch.on_behalf_of, ch.transfer_group, ch.billing_details.email) == (acct, "order_9", "buyer@example.com")
+    tr = await client.v1.transfers.retrieve_async(str(ch.transfer))
+    assert (tr.amount, tr.destination, tr.transfer_group) == (1500, acct, "order_9")
+    assert (await client.v1.balance.retrieve_async()).available[0].amount == 500
+    seller = await client.v1.balance.retrieve_async(options={"stripe_account": acct})
+    assert seller.available[0].amount == 1500
+
+
+async def test_three_d_secure_through_the_control_api(client: stripe.StripeClient, control: SandboxControl) -> None:
+    session = await client.v1.checkout.sessions.create_async(params=session_params())
+    assert (await control.complete_checkout(session.id, card="4000002500003155"))["outcome"] == "requires_action"
+    failed = await control.three_d_secure(session.id, approve=False)
+    assert (failed["outcome"], failed["session"]["status"]) == ("failed", "open")
+    await control.complete_checkout(session.id, card="4000002500003155")
+    done = await control.three_d_secure(session.id)
+    assert (done["outcome"], done["session"]["payment_status"]) == ("succeeded", "paid")
+    pi = await client.v1.payment_intents.retrieve_async(str(done["session"]["payment_intent"]))
+    ch = await client.v1.charges.retrieve_async(str(pi.latest_charge))
+    assert ch.payment_method_details is not None
+    assert ch.payment_method_details.card is not None
+    assert ch.payment_method_details.card.three_d_secure is not None
+    with pytest.raises(SandboxControlError) as info:
+        await control.three_d_secure(session.id)
+    assert info.value.status == 400

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
 import pytest
 import stripe
 
 from sandbox.control import SandboxControl, SandboxControlError
 from sandbox.server import RunningSandbox
 
-from .conftest import Receiver, make_client
+from .conftest import API_KEY, Receiver, make_client
 from .helpers import error_of
 
 LINE = [{"price_data": {"currency": "usd", "unit_amount": 900, "product_data": {"name": "x"}}, "quantity": 1}]
@@ -48,14 +49,41 @@ async def test_429_with_retry_after(client: stripe.StripeClient, control: Sandbo
     assert (await client.v1.balance.retrieve_async()).object == "balance"
 
 
-async def test_timeout_is_retried_by_the_sdk(running: RunningSandbox, control: SandboxControl) -> None:
-    impatient = make_client(running.url, retries=1, timeout=0.3)
+async def test_timeout_hangs_the_request(running: RunningSandbox, control: SandboxControl) -> None:
+    # Without retries, a client with a shorter timeout than the hang sees a timeout (a connection error).
+    no_retry = make_client(running.url, retries=0, timeout=0.3)
     await control.fail_next(1, status="timeout", hang=1.0)
     started = time.monotonic()
+    with pytest.raises(stripe.APIConnectionError):
+        await no_retry.v1.coupons.create_async(params={"percent_off": 15})
+    assert 0.3 <= time.monotonic() - started < 1.0
+    # A patient raw client waits out the whole hang, then gets the 500.
+    await control.fail_next(1, status="timeout", hang=0.5)
+    async with httpx.AsyncClient(base_url=running.url, timeout=5) as raw:
+        started = time.monotonic()
+        resp = await raw.get("/v1/balance", headers={"Authorization": f"Bearer {API_KEY}"})
+    assert time.monotonic() - started >= 0.5
+    assert (resp.status_code, resp.json()["error"]["type"]) == (500, "api_error")
+    # With a retry, the SDK's second attempt (same idempotency key) creates the coupon exactly once.
+    impatient = make_client(running.url, retries=1, timeout=0.3)
+    await control.fail_next(1, status="timeout", hang=1.0)
     coupon = await impatient.v1.coupons.create_async(params={"percent_off": 15})
-    assert time.monotonic() - started >= 0.3
     assert coupon.percent_off == 15
     assert len((await impatient.v1.coupons.list_async()).data) == 1
+
+
+async def test_502_and_503(running: RunningSandbox, control: SandboxControl) -> None:
+    no_retry = make_client(running.url, retries=0)
+    for status in (502, 503):
+        await control.fail_next(1, status=status)
+        with pytest.raises(stripe.APIError) as info:
+            await no_retry.v1.balance.retrieve_async()
+        assert info.value.http_status == status
+        assert error_of(info.value)["type"] == "api_error"
+    await control.fail_next(1, status=502)
+    await control.fail_next(1, status=503)
+    coupon = await make_client(running.url, retries=2).v1.coupons.create_async(params={"percent_off": 5})
+    assert [c.id for c in (await no_retry.v1.coupons.list_async()).data] == [coupon.id]
 
 
 async def test_latency(client: stripe.StripeClient, control: SandboxControl) -> None:

@@ -124,3 +124,37 @@ async def test_pagination(client: stripe.StripeClient) -> None:
     with pytest.raises(stripe.InvalidRequestError) as info:
         await client.v1.checkout.sessions.list_async(params={"limit": 101})
     assert info.value.param == "limit"
+
+
+async def test_errors_with_a_param_raised_while_executing_are_replayed(
+    client: stripe.StripeClient, control: SandboxControl, http: httpx.AsyncClient
+) -> None:
+    """Stripe saves a result once the endpoint began executing, whatever the error: state errors that name a
+    parameter (amount_too_large, balance_insufficient, a missing object) are replayed too."""
+    acct = await onboarded_account(client, control)
+    session = await direct_session(client, acct)
+    await control.complete_checkout(session.id, stripe_account=acct)
+    s = await client.v1.checkout.sessions.retrieve_async(session.id, options={"stripe_account": acct})
+    for path, body, account, code, status in (
+        ("/v1/refunds", f"payment_intent={s.payment_intent}&amount=999999", acct, "amount_too_large", 400),
+        ("/v1/transfers", f"amount=999999&currency=usd&destination={acct}", None, "balance_insufficient", 400),
+        ("/v1/refunds", "charge=ch_doesnotexist", None, "resource_missing", 404),
+    ):
+        headers = {**AUTH, "Idempotency-Key": f"replay:{path}:{code}"}
+        if account:
+            headers["Stripe-Account"] = account
+        first = await http.post(path, content=body, headers=headers)
+        assert (first.status_code, first.json()["error"]["code"]) == (status, code)
+        assert first.json()["error"]["param"]
+        replay = await http.post(path, content=body, headers=headers)
+        assert replay.headers.get("idempotent-replayed") == "true"
+        assert (replay.status_code, replay.json()) == (status, first.json())
+    # Through the SDK: the replayed error is the same error.
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        await client.v1.refunds.create_async(
+            params={"payment_intent": str(s.payment_intent), "amount": 999999},
+            options={"stripe_account": acct, "idempotency_key": "replay:/v1/refunds:amount_too_large"},
+        )
+    assert info.value.code == "amount_too_large"
+    assert info.value.headers is not None
+    assert info.value.headers["idempotent-replayed"] == "true"

@@ -152,8 +152,14 @@ async def test_application_fee_refund_api(client: stripe.StripeClient, control: 
 
 async def test_dispute_lifecycle(client: stripe.StripeClient, control: SandboxControl) -> None:
     _acct, ch = await _paid_destination(client, control)
+
+    async def platform_available() -> int:
+        return int((await client.v1.balance.retrieve_async()).available[0].amount)
+
+    assert await platform_available() == 200
     dp = await control.open_dispute(ch.id, reason="product_not_received")
     assert (dp["status"], dp["amount"], dp["reason"]) == ("needs_response", 2000, "product_not_received")
+    assert await platform_available() == 200 - 2000  # the platform bears a destination charge's dispute
     assert (await client.v1.charges.retrieve_async(ch.id)).disputed is True
     with pytest.raises(stripe.InvalidRequestError) as info:
         await client.v1.refunds.create_async(params={"charge": ch.id})
@@ -166,11 +172,19 @@ async def test_dispute_lifecycle(client: stripe.StripeClient, control: SandboxCo
     await control.update_dispute(dp["id"], status="under_review")
     won = await control.close_dispute(dp["id"], status="won")
     assert won["status"] == "won"
+    assert await platform_available() == 200  # a won dispute reinstates the funds
+    assert [t["amount"] for t in won["balance_transactions"]] == [-2000, 2000]
     listed = await client.v1.disputes.list_async(params={"charge": ch.id})
     assert listed.data[0].status == "won"
     types = [e.type for e in (await client.v1.events.list_async(params={"type": "charge.dispute.*"})).data]
     assert types[0] == "charge.dispute.closed"
-    assert {"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"} <= set(types)
+    assert {
+        "charge.dispute.created",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.updated",
+        "charge.dispute.funds_reinstated",
+        "charge.dispute.closed",
+    } <= set(types)
 
 
 async def test_dispute_close_via_api_loses(client: stripe.StripeClient, control: SandboxControl) -> None:

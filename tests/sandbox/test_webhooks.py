@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from typing import Any
 
 import pytest
 import stripe
 
 from sandbox.control import SandboxControl
+from sandbox.server import SandboxConfig, free_port, run_in_thread
 
-from .conftest import Receiver
+from .conftest import Receiver, make_client
 from .helpers import destination_session, direct_session, endpoints, onboarded_account
 
 
@@ -206,7 +209,19 @@ async def test_event_list_filters(client: stripe.StripeClient, control: SandboxC
     before = int(time.time())
     await control.complete_checkout(session.id)
     all_events = await client.v1.events.list_async(params={"limit": 100})
-    assert all(e.account is None for e in all_events.data if hasattr(e, "account"))
+    # The platform's list holds the destination charge's events, none with `account`; the seller's onboarding
+    # events are the connected account's.
+    assert all("account" not in e.to_dict() for e in all_events.data)
+    assert sorted(e.type for e in all_events.data) == sorted(
+        [
+            "application_fee.created",
+            "charge.succeeded",
+            "checkout.session.completed",
+            "payment_intent.created",
+            "payment_intent.succeeded",
+            "transfer.created",
+        ]
+    )
     only = await client.v1.events.list_async(params={"types": ["charge.succeeded", "transfer.created"]})
     assert sorted(e.type for e in only.data) == ["charge.succeeded", "transfer.created"]
     wildcard = await client.v1.events.list_async(params={"type": "payment_intent.*"})
@@ -258,3 +273,93 @@ async def test_deleting_an_endpoint_stops_its_retries(
     [delivery] = await control.wait_for_deliveries()
     assert delivery["status"] == "canceled"
     assert len(delivery["attempts"]) < 4
+
+
+def _expire_params() -> Any:
+    return {
+        "mode": "payment",
+        "line_items": [
+            {"price_data": {"currency": "usd", "unit_amount": 900, "product_data": {"name": "x"}}, "quantity": 1}
+        ],
+    }
+
+
+async def test_retries_go_to_the_endpoints_current_url(receiver: Receiver) -> None:
+    """A delivery is made to the endpoint, so a retry after the url changed goes to the new url."""
+    with run_in_thread(SandboxConfig(port=0, mode="test", retry_schedule=(1.0,))) as sb:
+        client = make_client(sb.url)
+        async with SandboxControl(sb.url) as control:
+            ep = await client.v1.webhook_endpoints.create_async(
+                params={"url": f"{receiver.url}/old", "enabled_events": ["checkout.session.expired"]}
+            )
+            receiver.fail(1, status=503)
+            s = await client.v1.checkout.sessions.create_async(params=_expire_params())
+            await client.v1.checkout.sessions.expire_async(s.id)
+            await control.wait_for_deliveries(predicate=lambda ds: len(ds) == 1 and len(ds[0]["attempts"]) == 1)
+            await client.v1.webhook_endpoints.update_async(ep.id, params={"url": f"{receiver.url}/new"})
+            [delivery] = await control.wait_for_deliveries()
+    assert delivery["status"] == "succeeded"
+    assert [(a["url"], a["status_code"]) for a in delivery["attempts"]] == [
+        (f"{receiver.url}/old", 503),
+        (f"{receiver.url}/new", 200),
+    ]
+    assert [r.status for r in receiver.for_path("/new")] == [200]
+
+
+async def test_unreachable_and_slow_receivers_are_retried(receiver: Receiver) -> None:
+    with run_in_thread(SandboxConfig(port=0, mode="test", retry_schedule=(0.05,), delivery_timeout=0.2)) as sb:
+        client = make_client(sb.url)
+        async with SandboxControl(sb.url) as control:
+            refused = await client.v1.webhook_endpoints.create_async(
+                params={"url": f"http://127.0.0.1:{free_port()}/nobody", "enabled_events": ["*"]}
+            )
+            slow = await client.v1.webhook_endpoints.create_async(
+                params={"url": f"{receiver.url}/slow", "enabled_events": ["*"]}
+            )
+            receiver.delay = 0.5
+            s = await client.v1.checkout.sessions.create_async(params=_expire_params())
+            await client.v1.checkout.sessions.expire_async(s.id)
+            deliveries = {d["endpoint"]: d for d in await control.wait_for_deliveries(timeout=10)}
+            evt = (await client.v1.events.list_async()).data[0]
+    for endpoint, error in ((refused.id, "ConnectError"), (slow.id, "Timeout")):
+        d = deliveries[endpoint]
+        assert d["status"] == "failed"
+        assert len(d["attempts"]) == 2
+        assert all(a["status_code"] is None and error in a["error"] for a in d["attempts"])
+    assert len(receiver.for_path("/slow")) == 2
+    assert evt.pending_webhooks == 2
+
+
+async def test_a_disabled_endpoint_gets_nothing(
+    client: stripe.StripeClient, control: SandboxControl, receiver: Receiver
+) -> None:
+    ep = await client.v1.webhook_endpoints.create_async(
+        params={"url": f"{receiver.url}/platform", "enabled_events": ["*"]}
+    )
+    await client.v1.webhook_endpoints.update_async(ep.id, params={"disabled": True})
+    s = await client.v1.checkout.sessions.create_async(params=_expire_params())
+    await client.v1.checkout.sessions.expire_async(s.id)
+    await asyncio.sleep(0.3)
+    assert await control.deliveries() == []
+    assert receiver.for_path("/platform") == []
+    assert (await client.v1.events.list_async()).data[0].pending_webhooks == 0
+
+
+async def test_a_deauthorized_accounts_events_are_not_delivered(
+    client: stripe.StripeClient, control: SandboxControl, receiver: Receiver
+) -> None:
+    _platform_ep, _connect_ep = await endpoints(client, receiver.url)
+    seller = await onboarded_account(client, control, dashboard="full")
+    session = await direct_session(client, seller)
+    await control.complete_checkout(session.id, stripe_account=seller)
+    s = await client.v1.checkout.sessions.retrieve_async(session.id, options={"stripe_account": seller})
+    pi = await client.v1.payment_intents.retrieve_async(str(s.payment_intent), options={"stripe_account": seller})
+    await control.deauthorize(seller)
+    await control.wait_for_deliveries()
+    receiver.clear()
+    await control.open_dispute(str(pi.latest_charge))  # events on the seller's account, after deauthorization
+    await asyncio.sleep(0.3)
+    assert await control.deliveries(type="charge.dispute.created") == []
+    assert receiver.for_path("/connect") == []
+    [deauth] = await control.deliveries(type="account.application.deauthorized")
+    assert deauth["status"] == "succeeded"
