@@ -18,6 +18,8 @@ from marketplace.settings import Settings, get_settings
 
 log = logging.getLogger("marketplace.worker")
 
+DEFAULT_JOB_TIMEOUT_SECONDS = 120  # the crons (sweeper, retention, outbox); never below process_event's
+
 
 async def deliver_outbox(ctx: dict[str, Any]) -> int:
     """Cron: send pending outbox messages."""
@@ -48,7 +50,8 @@ def build_worker(settings: Settings | None = None, *, redis_pool: ArqRedis | Non
         await stop_database()
 
     options: dict[str, Any] = {
-        "functions": [*webhook_jobs.FUNCTIONS],
+        # process_event's own timeout is derived from the lease (webhooks.worker.job_timeout_seconds).
+        "functions": [*webhook_jobs.functions(settings)],
         "cron_jobs": [*webhook_jobs.cron_jobs(settings), cron(deliver_outbox, second={0, 15, 30, 45})],
         "on_startup": startup,
         "on_shutdown": shutdown,
@@ -58,9 +61,15 @@ def build_worker(settings: Settings | None = None, *, redis_pool: ArqRedis | Non
         # arq polls the queue every poll_delay seconds and starts at most 100 jobs per poll; its 0.5 s
         # default caps a worker at ~200 jobs/s (docs/performance.md). 50 ms costs ~20 cheap reads/s.
         "poll_delay": 0.05,
-        "job_timeout": 120,
+        "job_timeout": max(DEFAULT_JOB_TIMEOUT_SECONDS, webhook_jobs.job_timeout_seconds(settings)),
         "keep_result": 0,
         "handle_signals": redis_pool is None,
     }
     options.update(overrides)
+    if options["job_timeout"] < webhook_jobs.job_timeout_seconds(settings):
+        # arq would cancel jobs that still hold their lease, leaving events to wait out the lease.
+        raise ValueError(
+            f"job_timeout={options['job_timeout']} s is shorter than the event lease "
+            f"(EVENT_LEASE_SECONDS={settings.event_lease_seconds} s) plus the time to record an outcome"
+        )
     return Worker(**options)

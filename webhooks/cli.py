@@ -28,17 +28,22 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
     pool = arq_pool(settings.redis_url.reveal())
     try:
         if args.event_id:
-            replayed = await store.replay(ids=[args.event_id], limit=1)
+            replayed = await store.replay(ids=[args.event_id], limit=1, livemode=settings.livemode)
             if not replayed:
-                exists = await store.get_event(args.event_id)
-                print(
-                    f"no stored event {args.event_id}" if exists is None else f"{args.event_id} is being processed now",
-                    file=sys.stderr,
-                )
+                row = await store.get_event(args.event_id)
+                if row is None:
+                    reason = f"no stored event {args.event_id}"
+                elif row["livemode"] != settings.livemode:
+                    reason = f"{args.event_id} is of the other livemode than the configured key: never processed"
+                else:
+                    reason = f"{args.event_id} is being processed now"
+                print(reason, file=sys.stderr)
                 return 1
         else:
             statuses = ["failed"] if args.failed else ["dead"]
-            replayed = await store.replay(statuses=statuses, type_=args.type, limit=args.limit)
+            replayed = await store.replay(
+                statuses=statuses, type_=args.type, limit=args.limit, livemode=settings.livemode
+            )
         queued = 0
         for item in replayed:
             try:
@@ -75,25 +80,33 @@ async def _list(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _register(settings: Settings, args: argparse.Namespace) -> int:
     from connect.client import build_stripe_client, close_stripe_client
-    from webhooks.registration import endpoint_url, register_webhooks
+    from marketplace.db import start_database, stop_database
+    from webhooks.registration import ensure_endpoints
 
+    # Registration rows are written before each create (idempotency keys derive from them).
+    await start_database(settings.database_url.reveal(), max_size=1)
     client = build_stripe_client(
         settings.stripe_secret_key.reveal(),
         api_base=settings.stripe_api_base,
         max_network_retries=settings.stripe_max_network_retries,
     )
     try:
-        secrets = await register_webhooks(client, args.base_url)
+        results = await ensure_endpoints(client, args.base_url)
     finally:
         await close_stripe_client(client)
+        await stop_database()
     variables = {"platform": "STRIPE_WEBHOOK_SECRET_PLATFORM", "connect": "STRIPE_WEBHOOK_SECRET_CONNECT"}
-    for endpoint, secret in secrets.items():
-        url = endpoint_url(args.base_url, endpoint)
-        if secret is None:
-            print(f"{endpoint}: {url} already registered (unchanged secret)")
+    for result in results:
+        head = f"{result.endpoint}: {result.url} ({result.endpoint_id})"
+        if result.action == "created":
+            print(f"{head} created; {variables[result.endpoint]}={result.secret}")
+        elif result.action == "updated":
+            print(f"{head} updated: {', '.join(result.changes)} (secret unchanged)")
         else:
-            print(f"{endpoint}: {url} created; {variables[endpoint]}={secret}")
-    if any(secrets.values()):
+            print(f"{head} already registered, unchanged (secret unchanged)")
+        for note in result.notes:
+            print(f"{result.endpoint}: {note}", file=sys.stderr)
+    if any(result.secret for result in results):
         print("Store the new secrets now; Stripe shows them only once.", file=sys.stderr)
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -88,6 +89,17 @@ class _EventEnvelope(msgspec.Struct):
 
 _decoder = msgspec.json.Decoder(_EventEnvelope)
 
+# A `\u0000` escape (not an escaped backslash followed by "u0000"): valid JSON, refused by jsonb.
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def jsonb_safe(body: str) -> tuple[str, str | None]:
+    """(what jsonb can store, the exact body when that differs): each NUL escape becomes U+FFFD."""
+    if "\\u0000" not in body:
+        return body, None
+    safe = _NUL_ESCAPE.sub(r"\1\\ufffd", body)
+    return (body, None) if safe == body else (safe, body)
+
 
 def verify_signature(body: str, header: str | None, secrets: tuple[Secret, ...], tolerance: int) -> None:
     """Raise `InvalidDelivery` unless `header` signs `body` with one of `secrets` within `tolerance` s."""
@@ -154,6 +166,7 @@ async def _receive(endpoint: Endpoint, raw: bytes, signature: str | None, settin
             extra={"event_id": envelope.id, "event_type": envelope.type, "account": envelope.account},
         )
     mode_matches = envelope.livemode == settings.livemode
+    payload_json, payload_raw = jsonb_safe(body)
     event = store.NewEvent(
         id=envelope.id,
         type=envelope.type,
@@ -163,8 +176,9 @@ async def _receive(endpoint: Endpoint, raw: bytes, signature: str | None, settin
         livemode=envelope.livemode,
         api_version=envelope.api_version,
         created=datetime.fromtimestamp(envelope.created, UTC),
-        payload_json=body,
+        payload_json=payload_json,
         status=EventStatus.pending if mode_matches else EventStatus.ignored,
+        payload_raw=payload_raw,
     )
     note = None if mode_matches else f"livemode={envelope.livemode} does not match the configured key's mode"
     try:

@@ -23,8 +23,9 @@ from litestar.types import (
     Send,
 )
 
+import webhooks.metrics  # noqa: F401  # describes the worker's counters, which /metrics renders from Redis
 from marketplace.auth.guards import admin_only
-from marketplace.deps import ArqDep
+from marketplace.deps import ArqDep, SettingsDep
 from marketplace.observability import METRICS
 from marketplace.problems import PROBLEM_JSON, Conflict, NotFound, Problem, body_of
 from marketplace.settings import Settings
@@ -292,12 +293,17 @@ class EventAdminController(Controller):
         summary="Process one stored event again (fresh attempt budget)",
         status_code=202,
     )
-    async def replay_one(self, event_id: FromPath[str], arq: ArqDep) -> ReplayResult:
-        replayed = await store.replay(ids=[event_id], limit=1)
+    async def replay_one(self, event_id: FromPath[str], arq: ArqDep, settings: SettingsDep) -> ReplayResult:
+        replayed = await store.replay(ids=[event_id], limit=1, livemode=settings.livemode)
         if not replayed:
             row = await store.get_event(event_id)
             if row is None:
                 raise NotFound(f"No stored event {event_id}.")
+            if row["livemode"] != settings.livemode:
+                raise Conflict(
+                    f"Event {event_id} has livemode={str(row['livemode']).lower()}, unlike the configured Stripe "
+                    "key; it is never processed."
+                )
             raise Conflict(f"Event {event_id} is being processed right now; replay it once that finishes.")
         return ReplayResult(replayed=[e.id for e in replayed], queued=await _queue_replayed(arq, replayed))
 
@@ -307,8 +313,11 @@ class EventAdminController(Controller):
         summary="Process again every stored event matching a filter (e.g. all dead ones)",
         status_code=202,
     )
-    async def replay_many(self, data: JSONBody[ReplayFilter], arq: ArqDep) -> ReplayResult:
-        replayed = await store.replay(statuses=[data.status], type_=data.type, limit=data.limit)
+    async def replay_many(self, data: JSONBody[ReplayFilter], arq: ArqDep, settings: SettingsDep) -> ReplayResult:
+        # Events of the other livemode (stored as ignored) are never replayed, whatever the filter.
+        replayed = await store.replay(
+            statuses=[data.status], type_=data.type, limit=data.limit, livemode=settings.livemode
+        )
         return ReplayResult(replayed=[e.id for e in replayed], queued=await _queue_replayed(arq, replayed))
 
 

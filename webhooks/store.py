@@ -3,16 +3,18 @@
 Status machine of a stored event (the row is the truth; Redis jobs only say "look at event X"):
 
     pending ──claim──▶ processing ──ok──▶ processed
-       ▲                   │  └─no handler / wrong endpoint──▶ ignored
-       │                   ├─raise, attempts < max──▶ failed ──(next_attempt_at)──claim──▶ processing
-       │                   └─raise, attempts = max──▶ dead
-       └────────────── replay (from failed, dead, processed, ignored)
+       ▲                   │  └─no handler / wrong endpoint / livemode mismatch──▶ ignored
+       │                   ├─raise or lease expired, attempts < max──▶ failed ──(when due)──claim──▶ processing
+       │                   └─raise or lease expired, attempts = max──▶ dead
+       └────────────── replay (any state but a live lease; never a livemode mismatch)
 
-    ingest with livemode ≠ configured mode ──▶ ignored (never queued)
-    processing with an expired lease (worker died) ──claim──▶ processing (reclaimed by the sweeper)
+    ingest with livemode ≠ configured mode ──▶ ignored (never queued, never replayed)
 
-A claim is a compare-and-set that takes a lease (random token + expiry); completion only counts when
-the token still matches, so a worker whose lease was taken over cannot overwrite the new owner.
+A claim is a compare-and-set that takes a lease (random token + expiry), and only takes an event that
+is due (pending, or failed with its retry time come). Completion only counts when the token still
+matches, so a worker whose lease was taken over cannot overwrite the new owner. An expired lease
+means the worker died or hung mid-event: `release_expired` records that as a failed attempt (same
+backoff, same maximum), so an event that kills its worker ends dead instead of looping.
 The hot ingest path uses the asyncpg pool directly (one statement, no ORM), the rest is plain SQL too
 so that every state transition reads in one place.
 """
@@ -23,7 +25,7 @@ import asyncio
 import json
 import secrets
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -67,19 +69,21 @@ class NewEvent:
     livemode: bool
     api_version: str | None
     created: datetime
-    payload_json: str  # the raw body as received (valid JSON), stored as jsonb without re-encoding
+    payload_json: str  # the body as received (valid JSON), stored as jsonb without re-encoding
     status: EventStatus
+    # The exact body when jsonb cannot hold it (a `\u0000` escape): `payload_json` then has U+FFFD there.
+    payload_raw: str | None = None
 
 
 # One statement stores a whole batch of deliveries; RETURNING names the ids that were new.
 _INSERT_MANY = """
 INSERT INTO stripe_events (id, type, account, endpoint, misrouted, livemode, api_version, created, payload,
-                           received_at, status, attempts, next_attempt_at, last_error)
+                           received_at, status, attempts, next_attempt_at, last_error, payload_raw)
 SELECT e.id, e.type, e.account, e.endpoint, e.misrouted, e.livemode, e.api_version, e.created, e.payload::jsonb,
-       now(), e.status, 0, CASE WHEN e.status = 'pending' THEN now() END, e.note
+       now(), e.status, 0, CASE WHEN e.status = 'pending' THEN now() END, e.note, e.raw
   FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::bool[], $6::bool[], $7::varchar[],
-              $8::timestamptz[], $9::text[], $10::varchar[], $11::text[])
-       AS e(id, type, account, endpoint, misrouted, livemode, api_version, created, payload, status, note)
+              $8::timestamptz[], $9::text[], $10::varchar[], $11::text[], $12::text[])
+       AS e(id, type, account, endpoint, misrouted, livemode, api_version, created, payload, status, note, raw)
 ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
@@ -87,14 +91,43 @@ RETURNING id
 # A lone delivery (the common case below saturation) skips the array encoding and the unnest.
 _INSERT_ONE = """
 INSERT INTO stripe_events (id, type, account, endpoint, misrouted, livemode, api_version, created, payload,
-                           received_at, status, attempts, next_attempt_at, last_error)
+                           received_at, status, attempts, next_attempt_at, last_error, payload_raw)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, now(), $10::varchar, 0,
-        CASE WHEN $10::varchar = 'pending' THEN now() END, $11::text)
+        CASE WHEN $10::varchar = 'pending' THEN now() END, $11::text, $12::text)
 ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
 
 _Pending = tuple[NewEvent, "str | None", "asyncio.Future[bool]"]
+
+# SQLSTATE classes that say "the server or the connection", not "this row": connection exception,
+# insufficient resources, operator intervention (incl. statement timeout), system error, internal error.
+_NOT_ROW_SPECIFIC = ("08", "53", "57", "58", "XX")
+
+
+def _row_specific(exc: BaseException) -> bool:
+    """Whether a failed insert may be the fault of one row (e.g. jsonb refusing a value), not of the server."""
+    if not isinstance(exc, asyncpg.PostgresError):
+        return False
+    sqlstate = str(getattr(exc, "sqlstate", "") or "")
+    return sqlstate[:2] not in _NOT_ROW_SPECIFIC
+
+
+def _row_values(event: NewEvent, note: str | None) -> tuple[Any, ...]:
+    return (
+        event.id,
+        event.type,
+        event.account,
+        event.endpoint,
+        event.misrouted,
+        event.livemode,
+        event.api_version,
+        event.created,
+        event.payload_json,
+        event.status.value,
+        note,
+        event.payload_raw,
+    )
 
 
 class _GroupCommit:
@@ -102,8 +135,10 @@ class _GroupCommit:
 
     A delivery is flushed at once when fewer than `max_in_flight` inserts are running; otherwise it
     joins the next batch, flushed as soon as a running insert commits. Every caller still waits for
-    the commit of the statement that holds its row, so nothing is acknowledged before it is durable,
-    and a failed statement fails every delivery in it (each answers 503, Stripe retries).
+    the commit of the statement that holds its row, so nothing is acknowledged before it is durable.
+    When the shared statement fails for a reason that may be one row's (PostgreSQL refusing a value),
+    the batch is stored again row by row, so only that row's delivery fails (503, Stripe retries);
+    when the server or the connection failed, every delivery in the batch fails.
     """
 
     def __init__(self, max_in_flight: int = 3, max_batch: int = 500) -> None:
@@ -137,32 +172,27 @@ class _GroupCommit:
             first: dict[str, int] = {}
             for index, (event, _, _) in enumerate(batch):
                 first.setdefault(event.id, index)  # a copy within the batch is a duplicate of the first
-            rows = [batch[i] for i in first.values()]
-            columns: list[list[Any]] = [[] for _ in range(11)]
-            for event, note, _ in rows:
-                values = (
-                    event.id,
-                    event.type,
-                    event.account,
-                    event.endpoint,
-                    event.misrouted,
-                    event.livemode,
-                    event.api_version,
-                    event.created,
-                    event.payload_json,
-                    event.status.value,
-                    note,
-                )
-                for column, value in zip(columns, values, strict=True):
-                    column.append(value)
+            rows = [_row_values(event, note) for event, note, _ in (batch[i] for i in first.values())]
+            refused: dict[str, BaseException] = {}
             async with connection() as conn:
                 if len(rows) == 1:
-                    new_id = await conn.fetchval(_INSERT_ONE, *(column[0] for column in columns))
+                    new_id = await conn.fetchval(_INSERT_ONE, *rows[0])
                     inserted = {new_id} if new_id is not None else set()
                 else:
-                    inserted = {r["id"] for r in await conn.fetch(_INSERT_MANY, *columns)}
+                    columns = [list(column) for column in zip(*rows, strict=True)]
+                    try:
+                        inserted = {r["id"] for r in await conn.fetch(_INSERT_MANY, *columns)}
+                    except Exception as exc:
+                        if not _row_specific(exc):
+                            raise
+                        # One row PostgreSQL refuses must not fail the deliveries it shares a statement with.
+                        inserted, refused = await _insert_one_by_one(conn, rows)
             for index, (event, _, future) in enumerate(batch):
-                if not future.done():
+                if future.done():
+                    continue
+                if event.id in refused:
+                    future.set_exception(refused[event.id])
+                else:
                     future.set_result(event.id in inserted and first[event.id] == index)
         except Exception as exc:
             for _, _, future in batch:
@@ -172,6 +202,25 @@ class _GroupCommit:
             self.in_flight -= 1
             if self.waiting:
                 self._flush_next()
+
+
+async def _insert_one_by_one(
+    conn: asyncpg.Connection, rows: list[tuple[Any, ...]]
+) -> tuple[set[str], dict[str, BaseException]]:
+    """Store rows one statement each; returns the ids inserted and, per refused row, why."""
+    inserted: set[str] = set()
+    refused: dict[str, BaseException] = {}
+    for values in rows:
+        try:
+            new_id = await conn.fetchval(_INSERT_ONE, *values)
+        except Exception as exc:
+            if not _row_specific(exc):
+                raise  # the server went away meanwhile: the rest of the batch fails too
+            refused[values[0]] = exc
+        else:
+            if new_id is not None:
+                inserted.add(new_id)
+    return inserted, refused
 
 
 _group_commits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _GroupCommit] = weakref.WeakKeyDictionary()
@@ -196,10 +245,17 @@ class Claim:
     received_at: datetime
 
 
-def _stored_event(row: asyncpg.Record) -> StoredEvent:
-    payload = row["payload"]
+def _payload(row: asyncpg.Record) -> dict[str, Any]:
+    """The event as delivered: the exact body when it was kept (jsonb could not hold it), else the jsonb."""
+    raw = row["payload_raw"]
+    payload = json.loads(raw) if raw is not None else row["payload"]
     if isinstance(payload, str):
         payload = json.loads(payload)
+    return cast(dict[str, Any], payload)
+
+
+def _stored_event(row: asyncpg.Record) -> StoredEvent:
+    payload = _payload(row)
     # Handlers act on the account the event carries, whichever endpoint it reached (misrouted events).
     effective: Endpoint = "connect" if row["account"] else "platform"
     return StoredEvent(
@@ -210,12 +266,16 @@ def _stored_event(row: asyncpg.Record) -> StoredEvent:
         livemode=row["livemode"],
         api_version=row["api_version"],
         created=row["created"],
-        payload=cast(dict[str, Any], payload),
+        payload=payload,
     )
 
 
 async def claim(event_id: str, lease_seconds: int) -> Claim | None:
-    """Take the lease on a claimable event (compare-and-set); None if done, or someone else holds it."""
+    """Take the lease on a due event (compare-and-set).
+
+    None when there is nothing to do now: done, not yet due (a failed event before its
+    `next_attempt_at`), held by another worker, or held by a lease that expired (see `release_expired`).
+    """
     token = secrets.token_hex(16)
     async with connection() as conn:
         row = await conn.fetchrow(
@@ -224,8 +284,8 @@ async def claim(event_id: str, lease_seconds: int) -> Claim | None:
                SET status = 'processing', attempts = attempts + 1, lease_token = $2,
                    lease_until = now() + make_interval(secs => $3)
              WHERE id = $1
-               AND (status IN ('pending', 'failed') OR (status = 'processing' AND lease_until < now()))
-         RETURNING id, type, account, livemode, api_version, created, payload, attempts, received_at
+               AND (status = 'pending' OR (status = 'failed' AND next_attempt_at <= now()))
+         RETURNING id, type, account, livemode, api_version, created, payload, payload_raw, attempts, received_at
             """,
             event_id,
             token,
@@ -276,6 +336,56 @@ async def fail(
     return status if result.endswith(" 1") else None
 
 
+LEASE_EXPIRED_ERROR = "lease expired: the worker died or timed out while processing the event"
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """An expired lease recorded as a failed attempt."""
+
+    id: str
+    type: str
+    attempts: int
+    status: EventStatus  # failed (retried after `retry_in`) or dead
+    retry_in: timedelta | None
+
+
+async def release_expired(event_id: str, *, max_attempts: int, retry_in: Callable[[int], timedelta]) -> Released | None:
+    """Record an expired lease as a failed attempt: `failed` with a backoff, or `dead` at `max_attempts`.
+
+    A lease expires only when its worker died or hung past it (a handler that merely runs long is
+    cancelled before); retaking such an event as if nothing happened would loop forever on an event
+    that kills its worker. None when the event is not under an expired lease.
+    """
+    async with connection() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            """
+            SELECT type, attempts FROM stripe_events
+             WHERE id = $1 AND status = 'processing' AND lease_until < now()
+               FOR UPDATE SKIP LOCKED
+            """,
+            event_id,
+        )
+        if row is None:
+            return None
+        attempts: int = row["attempts"]
+        status = EventStatus.dead if attempts >= max_attempts else EventStatus.failed
+        delay = retry_in(attempts) if status is EventStatus.failed else None
+        await conn.execute(
+            """
+            UPDATE stripe_events
+               SET status = $2::varchar, last_error = $3, lease_token = NULL, lease_until = NULL,
+                   next_attempt_at = CASE WHEN $2::varchar = 'failed' THEN now() + make_interval(secs => $4) END
+             WHERE id = $1
+            """,
+            event_id,
+            status.value,
+            LEASE_EXPIRED_ERROR,
+            delay.total_seconds() if delay is not None else 0.0,
+        )
+    return Released(event_id, row["type"], attempts, status, delay)
+
+
 @dataclass(frozen=True, slots=True)
 class DueEvent:
     id: str
@@ -287,7 +397,8 @@ async def due_events(*, pending_grace: timedelta, limit: int) -> list[DueEvent]:
     """Events a worker should pick up now but that may not be queued.
 
     Pending events older than `pending_grace` (ingest could not reach Redis), failed events whose
-    retry time has come, and processing events whose lease expired (their worker died).
+    retry time has come, and processing events whose lease expired (their worker died or hung: the
+    sweeper records that with `release_expired` before anything is queued).
     """
     async with connection() as conn:
         rows = await conn.fetch(
@@ -311,11 +422,20 @@ async def due_events(*, pending_grace: timedelta, limit: int) -> list[DueEvent]:
 
 
 async def replay(
-    *, ids: Sequence[str] | None = None, statuses: Sequence[str] | None = None, type_: str | None = None, limit: int
+    *,
+    livemode: bool,
+    ids: Sequence[str] | None = None,
+    statuses: Sequence[str] | None = None,
+    type_: str | None = None,
+    limit: int,
 ) -> list[DueEvent]:
-    """Put events back to pending with a fresh attempt budget; events under a live lease are left alone."""
-    conditions = ["NOT (status = 'processing' AND lease_until >= now())"]
-    args: list[Any] = []
+    """Put events back to pending with a fresh attempt budget.
+
+    Left alone: events under a live lease, and events whose `livemode` is not the configured key's
+    (`livemode`): those are stored as ignored and must never be processed.
+    """
+    args: list[Any] = [livemode]
+    conditions = ["NOT (status = 'processing' AND lease_until >= now())", "livemode = $1"]
     if ids is not None:
         args.append(list(ids))
         conditions.append(f"id = ANY(${len(args)}::varchar[])")
@@ -348,8 +468,7 @@ async def get_event(event_id: str) -> dict[str, Any] | None:
     if row is None:
         return None
     out = dict(row)
-    if isinstance(out["payload"], str):
-        out["payload"] = json.loads(out["payload"])
+    out["payload"] = _payload(row)
     return out
 
 

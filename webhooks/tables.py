@@ -1,14 +1,19 @@
-"""The durable event store: one row per Stripe event id, written before the delivery is acknowledged.
+"""The webhooks package's tables: the durable event store, and endpoint registration intents.
 
-The row is the source of truth for an event's processing state (see `webhooks.store` for the status
+`stripe_events`: one row per Stripe event id, written before the delivery is acknowledged. The row
+is the source of truth for an event's processing state (see `webhooks.store` for the status
 machine); Redis only carries "please look at event X" hints, so losing Redis loses nothing.
+
+`webhook_endpoint_registrations`: one row per attempt to create one of our Stripe webhook endpoints,
+written before the create so its idempotency key derives from a row (`webhooks.registration`).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-from piccolo.columns import JSONB, Boolean, Integer, Text, Timestamptz, Varchar
+from piccolo.columns import JSONB, Boolean, Integer, Serial, Text, Timestamptz, Varchar
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
 from marketplace.db import DB
@@ -34,7 +39,8 @@ class StripeEvent(Table, tablename="stripe_events", db=DB):
     livemode = Boolean(default=False)
     api_version = Varchar(length=64, null=True, default=None)
     created = Timestamptz()  # Stripe's `created`
-    payload = JSONB()
+    payload = JSONB()  # the event (a `\u0000` escape, which jsonb refuses, replaced by U+FFFD)
+    payload_raw = Text(null=True, default=None)  # the exact body, kept only when `payload` had to differ
     received_at = Timestamptz()
     status = Varchar(length=16, choices=EventStatus, default=EventStatus.pending.value)
     attempts = Integer(default=0)
@@ -43,3 +49,21 @@ class StripeEvent(Table, tablename="stripe_events", db=DB):
     lease_token = Varchar(length=64, null=True, default=None)
     lease_until = Timestamptz(null=True, default=None)
     processed_at = Timestamptz(null=True, default=None)
+
+
+class WebhookEndpointRegistration(Table, tablename="webhook_endpoint_registrations", db=DB):
+    """An intent to create one of our webhook endpoints in Stripe, written before the create call.
+
+    The create's idempotency key is `webhook-endpoint-registration:{id}`: a run that crashed after
+    Stripe created the endpoint re-sends the same request (same stored params) and gets the same
+    endpoint and secret back; a new row (a new key) is written only when the endpoint it recorded no
+    longer exists, so a deleted endpoint is really created again.
+    """
+
+    id = Serial(primary_key=True)
+    url = Varchar(length=2048)
+    connect = Boolean()
+    params = JSONB()  # the create parameters exactly as sent (a retry must send the same ones)
+    created_at = Timestamptz(default=TimestamptzNow())
+    endpoint_id = Varchar(length=255, null=True, default=None)  # we_…, once Stripe answered the create
+    completed_at = Timestamptz(null=True, default=None)

@@ -2,12 +2,14 @@
 
 `process_event` claims the event (compare-and-set with a lease), dispatches it through the registry,
 and records the outcome; a failure schedules the next attempt (exponential backoff) or parks the
-event as dead. The sweeper (every 10 s, once across all workers) queues stored events that were never
-queued (Redis was down at ingest), retries that are due, and events whose worker died (lease
-expired). Retention prunes processed and ignored events after `EVENT_RETENTION_DAYS`.
+event as dead. An expired lease (the worker died or hung mid-event) counts as a failed attempt the
+same way, whoever finds it first: a job for that event, or the sweeper. The sweeper (every 10 s,
+once across all workers) also queues stored events that were never queued (Redis was down at
+ingest) and retries that are due. Retention prunes processed and ignored events after
+`EVENT_RETENTION_DAYS`. Outcomes are counted in Redis (`webhooks.metrics`), for the API's `/metrics`.
 
-`marketplace/worker.py` puts `settings`, `stripe` and `redis` in `ctx`; tests may add
-`webhook_backoff_base` (seconds) to make retries fast.
+`marketplace/worker.py` puts `settings`, `stripe` and `redis` in `ctx`; `webhook_backoff_base`
+(seconds) in `ctx` replaces the 30 s backoff base (tests make retries fast with it).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -24,41 +27,84 @@ from arq.constants import job_key_prefix
 from arq.cron import CronJob
 from arq.worker import Function, func
 
-from marketplace.observability import METRICS
+from marketplace.observability import redact
 from marketplace.settings import Settings
 from webhooks import store
+from webhooks.metrics import count_outcome, count_sweep
 from webhooks.queueing import BACKOFF_BASE_SECONDS, backoff, enqueue_event, enqueuer_for, job_id_for
 from webhooks.registry import HandlerContext, handler_for
 from webhooks.tables import EventStatus
 
-__all__ = ["FUNCTIONS", "cron_jobs", "enqueue_event", "enqueuer_for", "job_id_for", "process_event", "sweep"]
+__all__ = [
+    "cron_jobs",
+    "enqueue_event",
+    "enqueuer_for",
+    "functions",
+    "job_id_for",
+    "job_timeout_seconds",
+    "process_event",
+    "sweep",
+]
 
 log = logging.getLogger("webhooks.worker")
 
 LEASE_MARGIN_SECONDS = 5.0  # a handler is cancelled this long before its lease expires
+JOB_TIMEOUT_SLACK_SECONDS = 10  # arq's own timeout on top of the lease: time to record the outcome
 PENDING_GRACE = timedelta(seconds=5)  # ingest normally queues within milliseconds; after this, sweep
 SWEEP_BATCH = 1000
 
-METRICS.describe(
-    "webhook_events_processed_total",
-    "counter",
-    "Processing outcomes by event type (processed, ignored, failed, dead, lost_lease).",
-)
-METRICS.describe("webhook_sweeper_queued_total", "counter", "Events queued by the sweeper, by reason.")
-METRICS.describe(
-    "webhook_processing_lag_seconds_sum", "counter", "Sum of received→processed seconds of processed events."
-)
-METRICS.describe("webhook_processing_lag_seconds_count", "counter", "Processed events counted in the lag sum.")
+
+def job_timeout_seconds(settings: Settings) -> int:
+    """arq's timeout for `process_event`, derived from the lease.
+
+    Longer than the lease, so arq never cancels a job before our own handler timeout (the lease
+    minus `LEASE_MARGIN_SECONDS`) has fired and the failure has been recorded; a job arq cancelled
+    would leave the event to wait for its lease to expire.
+    """
+    return settings.event_lease_seconds + JOB_TIMEOUT_SLACK_SECONDS
+
+
+def _retry_in(ctx: dict[str, Any]) -> Callable[[int], timedelta]:
+    """The delay before the next attempt after `attempts` failed ones (the backoff, with ctx's base)."""
+    base = float(ctx.get("webhook_backoff_base", BACKOFF_BASE_SECONDS))
+
+    def retry_in(attempts: int) -> timedelta:
+        return backoff(attempts, base=base)
+
+    return retry_in
+
+
+def _handler_timeout(settings: Settings) -> float:
+    # Give up before the lease runs out, so no other worker can reclaim an event still running here.
+    return max(1.0, settings.event_lease_seconds - LEASE_MARGIN_SECONDS)
 
 
 async def process_event(ctx: dict[str, Any], event_id: str) -> str:
     """Claim, dispatch and record one event; returns the outcome (for logs and tests)."""
     settings: Settings = ctx["settings"]
+    redis: ArqRedis | None = ctx.get("redis")
     claimed = await store.claim(event_id, settings.event_lease_seconds)
     if claimed is None:
-        return "skipped"  # done already, not yet due, or another worker holds a live lease
+        # Done already, not yet due (a failed event before its next_attempt_at: a stray or early
+        # job; the sweeper queues it when due), under another worker's live lease, or under an
+        # expired one: that last attempt died with its worker, and counts as failed.
+        released = await store.release_expired(
+            event_id, max_attempts=settings.event_max_attempts, retry_in=_retry_in(ctx)
+        )
+        if released is None:
+            return "skipped"
+        await _after_release(ctx, released)
+        return "lease_expired"
     event = claimed.event
     extra = {"event_id": event.id, "event_type": event.type, "account": event.account}
+    if event.livemode != settings.livemode:
+        # Ingest stores these as ignored and replay leaves them alone; whatever queued this one, an
+        # event of the other mode must never reach a handler.
+        note = f"livemode={event.livemode} does not match the configured key's mode; never processed"
+        await store.finish(event.id, claimed.lease_token, EventStatus.ignored, note)
+        log.warning("refused an event of the other livemode", extra=extra)
+        await count_outcome(redis, event.type, "ignored")
+        return "ignored"
     registration = handler_for(event.type)
     if registration is None or event.endpoint not in registration.endpoints:
         note = (
@@ -67,34 +113,38 @@ async def process_event(ctx: dict[str, Any], event_id: str) -> str:
             else f"not expected on the {event.endpoint} endpoint"
         )
         await store.finish(event.id, claimed.lease_token, EventStatus.ignored, note)
-        METRICS.inc("webhook_events_processed_total", type=event.type, outcome="ignored")
+        await count_outcome(redis, event.type, "ignored")
         return "ignored"
 
-    context = HandlerContext(stripe=ctx["stripe"], settings=settings, arq=ctx.get("redis"))
+    context = HandlerContext(stripe=ctx["stripe"], settings=settings, arq=redis)
     try:
-        # Give up before the lease runs out, so no other worker can reclaim an event still running here.
-        async with asyncio.timeout(max(1.0, settings.event_lease_seconds - LEASE_MARGIN_SECONDS)):
+        async with asyncio.timeout(_handler_timeout(settings)):
             await registration.handler(context, event)
     except Exception as exc:
         return await _record_failure(ctx, claimed, exc)
 
     if not await store.finish(event.id, claimed.lease_token, EventStatus.processed):
-        METRICS.inc("webhook_events_processed_total", type=event.type, outcome="lost_lease")
+        await count_outcome(redis, event.type, "lost_lease")
         log.warning("lease lost before the outcome was recorded", extra=extra)
         return "lost_lease"
-    METRICS.inc("webhook_events_processed_total", type=event.type, outcome="processed")
-    lag = time.time() - claimed.received_at.timestamp()
-    METRICS.inc("webhook_processing_lag_seconds_sum", lag)
-    METRICS.inc("webhook_processing_lag_seconds_count")
+    await count_outcome(redis, event.type, "processed", lag_seconds=time.time() - claimed.received_at.timestamp())
     return "processed"
+
+
+def describe_error(exc: BaseException, settings: Settings) -> str:
+    """`Type: message` for `last_error`, masked like a log line (the admin API shows it)."""
+    if isinstance(exc, TimeoutError):
+        return "TimeoutError: handler timed out"
+    return redact(f"{type(exc).__name__}: {exc}", settings.secret_values())
 
 
 async def _record_failure(ctx: dict[str, Any], claimed: store.Claim, exc: BaseException) -> str:
     settings: Settings = ctx["settings"]
+    redis: ArqRedis | None = ctx.get("redis")
     event = claimed.event
     extra = {"event_id": event.id, "event_type": event.type, "account": event.account}
-    error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TimeoutError) else "TimeoutError: handler timed out"
-    delay = backoff(claimed.attempts, base=float(ctx.get("webhook_backoff_base", BACKOFF_BASE_SECONDS)))
+    error = describe_error(exc, settings)
+    delay = _retry_in(ctx)(claimed.attempts)
     status = await store.fail(
         event.id,
         claimed.lease_token,
@@ -104,9 +154,9 @@ async def _record_failure(ctx: dict[str, Any], claimed: store.Claim, exc: BaseEx
         retry_in=delay,
     )
     if status is None:
-        METRICS.inc("webhook_events_processed_total", type=event.type, outcome="lost_lease")
+        await count_outcome(redis, event.type, "lost_lease")
         return "lost_lease"
-    METRICS.inc("webhook_events_processed_total", type=event.type, outcome=status.value)
+    await count_outcome(redis, event.type, status.value)
     if status is EventStatus.dead:
         log.error("event parked as dead after %d attempts: %s", claimed.attempts, error, extra=extra)
         return "dead"
@@ -118,42 +168,83 @@ async def _record_failure(ctx: dict[str, Any], claimed: store.Claim, exc: BaseEx
         error,
         extra=extra,
     )
-    pool: ArqRedis | None = ctx.get("redis")
-    if pool is not None:
-        try:
-            await enqueue_event(pool, event.id, attempts=claimed.attempts, defer_by=delay)
-        except Exception as enqueue_error:  # the sweeper queues it when it is due
-            log.warning("could not queue the retry (%s)", type(enqueue_error).__name__, extra=extra)
+    await _queue_retry(redis, event.id, claimed.attempts, delay)
     return "failed"
 
 
-async def queue_due(pool: ArqRedis, *, pending_grace: timedelta = PENDING_GRACE) -> dict[str, int]:
+async def _after_release(ctx: dict[str, Any], released: store.Released) -> None:
+    """Count, log and queue the retry of an event whose lease expired (see `store.release_expired`)."""
+    settings: Settings = ctx["settings"]
+    redis: ArqRedis | None = ctx.get("redis")
+    extra = {"event_id": released.id, "event_type": released.type}
+    await count_outcome(redis, released.type, released.status.value)
+    if released.status is EventStatus.dead or released.retry_in is None:
+        log.error(
+            "event parked as dead after %d attempts: %s", released.attempts, store.LEASE_EXPIRED_ERROR, extra=extra
+        )
+        return
+    log.warning(
+        "%s (attempt %d of %d), retrying in %.1f s",
+        store.LEASE_EXPIRED_ERROR,
+        released.attempts,
+        settings.event_max_attempts,
+        released.retry_in.total_seconds(),
+        extra=extra,
+    )
+    await _queue_retry(redis, released.id, released.attempts, released.retry_in)
+
+
+async def _queue_retry(redis: ArqRedis | None, event_id: str, attempts: int, delay: timedelta) -> None:
+    if redis is None:
+        return
+    extra = {"event_id": event_id}
+    try:
+        await enqueue_event(redis, event_id, attempts=attempts, defer_by=delay)
+    except Exception as enqueue_error:  # the sweeper queues it when it is due
+        log.warning("could not queue the retry (%s); the sweeper will", type(enqueue_error).__name__, extra=extra)
+
+
+async def queue_due(ctx: dict[str, Any], *, pending_grace: timedelta = PENDING_GRACE) -> dict[str, int]:
     """Queue every stored event a worker should be processing now; returns counts by reason.
 
-    Candidates whose job is still queued are skipped after one pipelined EXISTS per batch, so a
-    long backlog costs the sweeper one round trip per thousand events, not three per event.
+    `pending`: stored but never queued (Redis was down). `failed`: retries whose time has come.
+    `processing`: expired leases, each recorded as a failed attempt first (`store.release_expired`:
+    retried after the backoff, or dead at the maximum). Candidates whose job is still queued are
+    skipped after one pipelined EXISTS per batch, so a long backlog costs the sweeper one round trip
+    per thousand events, not three per event.
     """
+    settings: Settings = ctx["settings"]
+    pool: ArqRedis = ctx["redis"]
     counts = {"pending": 0, "failed": 0, "processing": 0}
     while True:
         due = await store.due_events(pending_grace=pending_grace, limit=SWEEP_BATCH)
+        progressed = False
+        waiting = []
+        for item in due:
+            if item.status != EventStatus.processing.value:
+                waiting.append(item)
+                continue
+            released = await store.release_expired(
+                item.id, max_attempts=settings.event_max_attempts, retry_in=_retry_in(ctx)
+            )
+            if released is not None:
+                await _after_release(ctx, released)
+                counts["processing"] += 1
+                progressed = True
         async with pool.pipeline(transaction=False) as pipe:
-            for item in due:
+            for item in waiting:
                 pipe.exists(job_key_prefix + job_id_for(item.id, item.attempts))
-            queued_already = await pipe.execute() if due else []
-        queued_any = False
-        for item, exists in zip(due, queued_already, strict=True):
+            queued_already = await pipe.execute() if waiting else []
+        for item, exists in zip(waiting, queued_already, strict=True):
             if not exists and await enqueue_event(pool, item.id, attempts=item.attempts):
                 counts[item.status] += 1
-                queued_any = True
-        if len(due) < SWEEP_BATCH or not queued_any:
+                progressed = True
+        if len(due) < SWEEP_BATCH or not progressed:
             break
-    for status, n in counts.items():
-        if n:
-            reason = "reclaimed" if status == "processing" else status
-            METRICS.inc("webhook_sweeper_queued_total", float(n), reason=reason)
+    await count_sweep(pool, {"reclaimed" if k == "processing" else k: n for k, n in counts.items()})
     if any(counts.values()):
         log.info(
-            "sweeper queued %d never-queued, %d due retries, %d reclaimed (expired lease)",
+            "sweeper queued %d never-queued, %d due retries; %d expired leases recorded as failed attempts",
             counts["pending"],
             counts["failed"],
             counts["processing"],
@@ -162,9 +253,8 @@ async def queue_due(pool: ArqRedis, *, pending_grace: timedelta = PENDING_GRACE)
 
 
 async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
-    """Cron: queue never-queued events, due retries, and events whose worker died."""
-    pool: ArqRedis = ctx["redis"]
-    return await queue_due(pool)
+    """Cron: queue never-queued events and due retries; record expired leases as failed attempts."""
+    return await queue_due(ctx)
 
 
 async def prune_events(ctx: dict[str, Any]) -> int:
@@ -176,7 +266,17 @@ async def prune_events(ctx: dict[str, Any]) -> int:
     return deleted
 
 
-FUNCTIONS: list[Function] = [func(process_event, name="process_event", keep_result=0, max_tries=1000)]
+def functions(settings: Settings) -> list[Function]:
+    """The jobs workers run: `process_event`, with arq's timeout derived from the lease."""
+    return [
+        func(
+            process_event,
+            name="process_event",
+            keep_result=0,
+            max_tries=1000,
+            timeout=job_timeout_seconds(settings),
+        )
+    ]
 
 
 def cron_jobs(settings: Settings) -> list[CronJob]:

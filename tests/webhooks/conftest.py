@@ -30,8 +30,8 @@ from litestar import Litestar
 from marketplace.app import create_app
 from marketplace.queue import arq_pool
 from marketplace.settings import Settings
+from marketplace.worker import build_worker
 from tests.conftest import CONNECT_SECRET, PLATFORM_SECRET, free_port, make_settings, serve
-from webhooks import worker as webhook_worker
 from webhooks.registry import HandlerContext, StoredEvent, handles, unregister
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -228,21 +228,20 @@ def worker_ctx(wh_settings: Settings, stripe_client: stripe.StripeClient) -> dic
 
 
 @pytest.fixture
-def run_worker(private_redis: PrivateRedis, worker_ctx: dict[str, Any], wh_app: Litestar) -> Any:
-    """`await run_worker()`: an arq worker in burst mode (drains the queue, retries included, then stops)."""
+def run_worker(private_redis: PrivateRedis, wh_settings: Settings, wh_app: Litestar) -> Any:
+    """`await run_worker()`: the production worker (`build_worker`: every job and cron, its startup and
+    timeouts) in burst mode, draining the queue (retries included) and then stopping. Only the
+    backoff base (50 ms) and the poll delay differ, so retries are fast."""
     from webhooks.queueing import enqueuer_for
 
     async def run(timeout: float = 20.0) -> Worker:
         await enqueuer_for(wh_app.state.arq).flush()  # the API queues in the background, ~10 ms later
-        worker = Worker(
-            functions=webhook_worker.FUNCTIONS,
+        worker = build_worker(
+            wh_settings,
             redis_pool=arq_pool(private_redis.url),
             burst=True,
             poll_delay=0.01,
-            keep_result=0,
-            handle_signals=False,
-            max_jobs=20,
-            ctx=dict(worker_ctx),
+            ctx={"webhook_backoff_base": 0.05},
         )
         try:
             await asyncio.wait_for(worker.main(), timeout)
@@ -301,3 +300,77 @@ async def seller_headers(wh_client: Any) -> dict[str, str]:
 
     _, token = await create_principal(Role.seller, "webhook test seller")
     return {"Authorization": f"Bearer {token}"}
+
+
+class WorkerProcesses:
+    """Real worker processes (`tests/webhooks/worker_process.py`) started by a test; stopped after it."""
+
+    def __init__(self, settings: Settings, log_dir: str) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def env(self, **extra: str) -> dict[str, str]:
+        import os
+
+        settings = self.settings
+        env = {
+            **os.environ,
+            "APP_ENV": "test",
+            "DATABASE_URL": settings.database_url.reveal(),
+            "REDIS_URL": settings.redis_url.reveal(),
+            "STRIPE_SECRET_KEY": settings.stripe_secret_key.reveal(),
+            "STRIPE_API_BASE": settings.stripe_api_base or "",
+            "EVENT_MAX_ATTEMPTS": str(settings.event_max_attempts),
+            "LOG_LEVEL": "WARNING",
+        }
+        env.update(extra)
+        return env
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        import sys
+
+        log = open(f"{self.log_dir}/worker-{len(self.procs)}.log", "wb")  # noqa: SIM115  # closed with the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.webhooks.worker_process", *args],
+            env=self.env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def logs(self) -> str:
+        import pathlib
+
+        return "\n".join(p.read_text(errors="replace")[-4000:] for p in sorted(pathlib.Path(self.log_dir).iterdir()))
+
+    def stop_all(self) -> None:
+        import signal
+
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # arq stops gracefully on SIGTERM
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def worker_processes(wh_settings: Settings, wh_client: Any) -> Iterator[WorkerProcesses]:
+    log_dir = tempfile.mkdtemp(prefix="wh-workers-")
+    processes = WorkerProcesses(wh_settings, log_dir)
+    yield processes
+    processes.stop_all()
+    shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def metric_value(text: str, series: str) -> float | None:
+    """The value of one series (`name{labels}` as rendered) in a Prometheus text page, None if absent."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from tests.conftest import CONNECT_SECRET, PLATFORM_SECRET
 from tests.webhooks.conftest import count_events, make_event, post_event, sign, stored
+from webhooks.queueing import enqueuer_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_events", "redis_pool")]
 
@@ -218,3 +221,104 @@ async def test_framework_route_and_fast_ingress_answer_alike(wh_client: Any) -> 
         assert bad.json()["instance"].rstrip("/") == "/webhooks/stripe"
         assert "request_id" in bad.json()
         assert await stored(forged["id"]) is None
+
+
+async def test_timestamp_just_inside_the_tolerance_is_accepted(wh_client: Any) -> None:
+    event = make_event()
+    response = await post_event(wh_client, event, timestamp=int(time.time()) - 298)
+    assert response.status_code == 200
+    assert await stored(event["id"]) is not None
+
+
+async def test_signed_event_containing_a_nul_escape_is_stored_faithfully(
+    wh_client: Any, admin_headers: dict[str, str], recorder: Any, run_worker: Any
+) -> None:
+    # Valid JSON that jsonb refuses ("\u0000 cannot be converted to text").
+    event = make_event(obj={"id": "obj_nul", "object": "test_object", "note": "before\x00after"})
+    body = json.dumps(event)
+    assert "\\u0000" in body
+    response = await post_event(wh_client, event)
+    assert response.status_code == 200, response.text
+    assert response.json()["outcome"] == "stored"
+    row = await stored(event["id"])
+    assert row is not None
+    assert row["payload"] == event  # what a handler and the admin API get: the event as Stripe sent it
+    assert row["payload_raw"] == body
+    detail = await wh_client.get(f"/admin/events/{event['id']}", headers=admin_headers)
+    assert detail.json()["payload"]["data"]["object"]["note"] == "before\x00after"
+    await run_worker()
+    assert recorder.calls[event["id"]] == 1
+    assert (await stored(event["id"]) or {})["status"] == "processed"
+
+
+async def test_a_row_postgresql_refuses_does_not_fail_the_others_sharing_its_insert(wh_client: Any) -> None:
+    """Concurrent deliveries share one INSERT (group commit); a row PostgreSQL refuses (here jsonb and
+    a NUL escape, as stored before ingest kept such bodies) fails its own delivery only."""
+    from datetime import UTC, datetime
+
+    import asyncpg
+
+    from webhooks.store import NewEvent, insert_event
+    from webhooks.tables import EventStatus
+
+    def new_event(payload_json: str, event_id: str) -> NewEvent:
+        return NewEvent(
+            id=event_id,
+            type="test.recorded",
+            account=None,
+            endpoint="platform",
+            misrouted=False,
+            livemode=False,
+            api_version=None,
+            created=datetime.now(UTC),
+            payload_json=payload_json,
+            status=EventStatus.pending,
+        )
+
+    good = [make_event() for _ in range(9)]
+    bad_id = make_event()["id"]
+    events = [new_event(json.dumps(e), e["id"]) for e in good]
+    events.append(new_event('{"note": "\\u0000"}', bad_id))
+    # Three inserts run at once; the other seven wait and are flushed together, the bad row among them.
+    results = await asyncio.gather(*(insert_event(e) for e in events), return_exceptions=True)
+    assert results[:9] == [True] * 9
+    assert isinstance(results[9], asyncpg.PostgresError)
+    for event in good:
+        assert await stored(event["id"]) is not None
+    assert await stored(bad_id) is None
+    assert await count_events() == 9
+
+
+async def test_event_whose_insert_commits_after_its_503_is_still_processed(
+    wh_client: Any, wh_app: Any, redis_pool: Any, recorder: Any, run_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delivery gives up on a slow insert (503) while a shared insert holding its row is still in
+    flight; that insert may commit afterwards. Stripe's retry is then a duplicate, and the sweeper
+    queues the event, so it is processed once all the same."""
+    from webhooks import ingest, store
+    from webhooks.worker import queue_due
+
+    monkeypatch.setattr(ingest, "STORE_TIMEOUT_SECONDS", 0.5)
+    events = [make_event() for _ in range(4)]
+    async with store.connection() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        await conn.execute("LOCK TABLE stripe_events IN SHARE ROW EXCLUSIVE MODE")  # inserts wait
+        responses = await asyncio.gather(*(post_event(wh_client, e) for e in events))
+        await transaction.rollback()
+    assert [r.status_code for r in responses] == [503] * 4
+    deadline = time.monotonic() + 5
+    while await count_events() == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    late = [e for e in events if await stored(e["id"]) is not None]
+    assert late, "the shared insert in flight committed after its deliveries were answered 503"
+    for event in late:
+        assert (await stored(event["id"]) or {})["status"] == "pending"
+
+    retries = {e["id"]: (await post_event(wh_client, e)).json()["outcome"] for e in events}  # Stripe retries
+    assert {i for i, outcome in retries.items() if outcome == "duplicate"} == {e["id"] for e in late}
+    await enqueuer_for(wh_app.state.arq).flush()
+    ctx = {"settings": wh_app.state.settings, "redis": redis_pool}
+    assert (await queue_due(ctx, pending_grace=timedelta(0)))["pending"] == len(late)  # the sweeper
+    await run_worker()
+    assert {e["id"]: recorder.calls[e["id"]] for e in events} == {e["id"]: 1 for e in events}
