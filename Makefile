@@ -31,8 +31,9 @@ test: lint typecheck
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
+# Needs PostgreSQL on 127.0.0.1:5432 (or BENCH_PG_URL) and redis-server; BENCH_ARGS e.g. "--levels 16 --no-burst".
 bench: $(STAMP)
-	$(BIN)/python -m tests.bench.webhook_ingest
+	$(BIN)/python -m tests.bench.webhook_bench $(BENCH_ARGS)
 
 openapi: $(STAMP)
 	@$(BIN)/marketplace openapi

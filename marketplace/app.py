@@ -15,13 +15,14 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from piccolo.engine.postgres import PostgresEngine
 
 from connect.client import build_stripe_client, close_stripe_client
 from marketplace import routes
 from marketplace.auth.guards import current_principal
-from marketplace.db import start_database, stop_database
+from marketplace.db import DB, start_database, stop_database
 from marketplace.observability import RequestIdMiddleware, configure_logging
-from marketplace.problems import exception_handlers
+from marketplace.problems import document_problems, exception_handlers
 from marketplace.queue import arq_pool
 from marketplace.settings import Settings, get_settings
 from webhooks.routes import WebhookIngress
@@ -74,9 +75,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     await close()
                 except Exception:  # keep closing the rest; a dead Redis must not leave the pool open
                     logging.getLogger("marketplace.app").exception("error while shutting down")
+            # Log lines are written in batches, and uvicorn ends a SIGTERM'd process by re-raising the
+            # signal (no atexit, so no logging.shutdown): write the last requests' lines now.
+            for handler in logging.getLogger().handlers:
+                handler.flush()
 
     def provide_settings() -> Settings:
         return settings
+
+    def provide_db() -> PostgresEngine:
+        # The one engine every table is bound to (Piccolo binds tables to an engine object at import, so
+        # it lives in marketplace.db); handlers that run queries or transactions directly take it as `db`.
+        return DB
 
     def provide_stripe(state: State) -> stripe.StripeClient:
         client: stripe.StripeClient = state.stripe
@@ -90,6 +100,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=routes.route_handlers(),
         dependencies={
             "settings": Provide(provide_settings, sync_to_thread=False),
+            "db": Provide(provide_db, sync_to_thread=False),
             "stripe_client": Provide(provide_stripe, sync_to_thread=False),
             "arq": Provide(provide_arq, sync_to_thread=False),
             "principal": Provide(current_principal),
@@ -104,4 +115,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # Outermost, so routing errors (404/405) carry the request id too; the webhook ingress inside it
     # serves Stripe's deliveries without the framework's per-request machinery (webhooks/routes.py).
     app.asgi_handler = RequestIdMiddleware(WebhookIngress(app.asgi_handler))
+    document_problems(app)  # error responses in OpenAPI are problem documents, for every route
     return app

@@ -8,28 +8,40 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from marketplace.settings import SettingsError, get_settings
+from marketplace.settings import Settings, SettingsError, get_settings
 
 Command = Callable[[argparse.Namespace], int]
 
 
-def _settings_or_exit() -> None:
+def _settings_or_exit() -> Settings:
+    """The validated settings, or every problem printed (no traceback) and exit status 2."""
     try:
-        get_settings()
+        return get_settings()
     except SettingsError as exc:
         print(exc, file=sys.stderr)
-        raise SystemExit(2) from exc
+        raise SystemExit(2) from None
+
+
+def _logging_from(settings: Settings) -> None:
+    """JSON, redacted log lines for everything this process logs, libraries included."""
+    from marketplace.observability import configure_logging
+
+    configure_logging(settings.log_level, settings.secret_values())
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    _settings_or_exit()
+    settings = _settings_or_exit()
     import uvicorn
+
+    from marketplace.observability import uvicorn_log_config
 
     uvicorn.run(
         "marketplace.app:create_app",
         factory=True,
         host=args.host,
         port=args.port,
+        # uvicorn's own lines (bind errors, an exception escaping the app) through our handler, not its own.
+        log_config=uvicorn_log_config(settings.log_level, settings.secret_values()),
         log_level="warning",
         proxy_headers=True,
         workers=args.workers,
@@ -38,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    _settings_or_exit()
+    _logging_from(_settings_or_exit())
     from marketplace.worker import build_worker
 
     worker = build_worker(burst=args.burst)
@@ -47,10 +59,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    _settings_or_exit()
+    settings = _settings_or_exit()
+    _logging_from(settings)
     from marketplace.migrate import migrate
 
-    asyncio.run(migrate(get_settings().database_url.reveal()))
+    asyncio.run(migrate(settings.database_url.reveal()))
     print("migrations applied")
     return 0
 

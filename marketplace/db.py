@@ -1,7 +1,10 @@
 """The one Piccolo engine every table binds to, and its lifecycle.
 
 Tables are declared with `db=DB` so importing them never depends on environment variables; the
-engine learns its DSN from settings when the process starts (`configure_database`).
+engine learns its DSN from settings when the process starts (`configure_database`). `DB` is a module
+global because Piccolo binds each table class to an engine object when the class is defined; the app
+also injects this same engine by name (`db`, typed `marketplace.deps.DatabaseDep`) so handlers that
+open transactions or run raw queries take it as a dependency instead of importing it.
 """
 
 from __future__ import annotations
@@ -59,10 +62,10 @@ async def stop_database() -> None:
         DB.pool = None
 
 
-async def ping_database(timeout: float = 2.0) -> None:
+async def ping_database(engine: PostgresEngine = DB, timeout: float = 2.0) -> None:
     """Raise if PostgreSQL does not answer a trivial query within `timeout` seconds."""
-    pool = DB.pool
+    pool = engine.pool
     if pool is None:
-        await asyncio.wait_for(DB._run_in_new_connection("SELECT 1"), timeout)
+        await asyncio.wait_for(engine._run_in_new_connection("SELECT 1"), timeout)
     else:
         await asyncio.wait_for(pool.fetchval("SELECT 1"), timeout)

@@ -7,11 +7,13 @@ from typing import TypeAlias
 import stripe
 from arq.connections import ArqRedis
 from litestar.di import NamedDependency
+from piccolo.engine.postgres import PostgresEngine
 
 from marketplace.auth.service import AuthenticatedPrincipal
 from marketplace.settings import Settings
 
 SettingsDep: TypeAlias = NamedDependency[Settings]
+DatabaseDep: TypeAlias = NamedDependency[PostgresEngine]  # the Piccolo engine (`db`): transactions, raw queries
 StripeDep: TypeAlias = NamedDependency[stripe.StripeClient]
 ArqDep: TypeAlias = NamedDependency[ArqRedis]
 PrincipalDep: TypeAlias = NamedDependency[AuthenticatedPrincipal]

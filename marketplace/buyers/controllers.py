@@ -14,7 +14,7 @@ from marketplace.auth.service import create_principal
 from marketplace.auth.tables import Role
 from marketplace.buyers.schemas import BuyerOut, BuyerSignup, BuyerSignupResult
 from marketplace.buyers.tables import Buyer
-from marketplace.deps import PrincipalDep
+from marketplace.deps import DatabaseDep, PrincipalDep
 from marketplace.problems import NotFound
 
 
@@ -32,8 +32,8 @@ class BuyerController(Controller):
     tags = ["buyers"]
 
     @post("/", operation_id="signUpBuyer", status_code=201, summary="Sign up as a buyer; returns the token once")
-    async def sign_up(self, data: JSONBody[BuyerSignup]) -> BuyerSignupResult:
-        async with Buyer._meta.db.transaction():
+    async def sign_up(self, data: JSONBody[BuyerSignup], db: DatabaseDep) -> BuyerSignupResult:
+        async with db.transaction():
             principal_id, token = await create_principal(Role.buyer, data.display_name, data.email)
             row: dict[str, Any] = {
                 "id": uuid.uuid4(),

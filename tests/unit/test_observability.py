@@ -81,3 +81,27 @@ async def test_access_log_masks_the_onboarding_state_in_paths() -> None:
     finally:
         access.removeHandler(keep)
     assert records[-1].__dict__["path"] == "/sellers/onboarding/…/refresh"
+
+
+def test_uvicorn_lines_go_through_our_json_redacting_handler() -> None:
+    """As configured by `marketplace serve`: uvicorn reporting an exception that escaped the app."""
+    import subprocess
+    import sys
+
+    code = """
+import logging, logging.config
+from marketplace.observability import uvicorn_log_config
+logging.config.dictConfig(uvicorn_log_config("INFO", ["configured-secret-1"]))
+try:
+    raise RuntimeError("failed with configured-secret-1 and Bearer mkt_abcdefghijklmnopqrstuvwxyz")
+except RuntimeError as exc:
+    logging.getLogger("uvicorn.error").error("Exception in ASGI application\\n", exc_info=exc)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert len(lines) == 1
+    assert lines[0]["logger"] == "uvicorn.error"
+    assert lines[0]["level"] == "error"
+    assert "RuntimeError" in lines[0]["exc"]
+    assert "configured-secret-1" not in done.stderr
+    assert "mkt_abcdefghijklmnopqrstuvwxyz" not in done.stderr

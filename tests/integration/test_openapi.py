@@ -1,0 +1,136 @@
+"""The OpenAPI document: operation ids, the bearer scheme on every guarded route, problem responses."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from litestar.routes import HTTPRoute
+
+from marketplace.app import create_app
+from marketplace.settings import Settings
+from tests.support.factories import BuyerSignupFactory, SellerSignupFactory, payload
+
+Client = httpx.AsyncClient
+METHODS = {"get", "put", "post", "delete", "patch"}
+PROBLEM_REF = {"$ref": "#/components/schemas/ProblemDetails"}
+
+
+@pytest.fixture(scope="module")
+async def schema(client: Client) -> dict[str, Any]:
+    response = await client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def operations(schema: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (path, method): operation
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS
+    }
+
+
+def guarded_operations(settings: Settings) -> set[tuple[str, str]]:
+    """(path, method) of every documented route a guard protects, read from the app's own routes."""
+    app = create_app(settings)
+    return {
+        (route.path_format, method.lower())
+        for route in app.routes
+        if isinstance(route, HTTPRoute)
+        for handler in route.route_handlers
+        if handler.resolve_guards() and handler.include_in_schema
+        for method in handler.http_methods
+    }
+
+
+def test_every_operation_has_a_unique_operation_id(schema: dict[str, Any]) -> None:
+    ids = [operation.get("operationId") for operation in operations(schema).values()]
+    assert all(ids), [key for key, op in operations(schema).items() if not op.get("operationId")]
+    assert len(ids) == len(set(ids))
+
+
+def test_every_guarded_operation_declares_the_bearer_scheme_and_no_other_does(
+    schema: dict[str, Any], settings: Settings
+) -> None:
+    assert schema["components"]["securitySchemes"]["BearerToken"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A token from sign-up or `marketplace admin create-token`.",
+    }
+    documented = operations(schema)
+    guarded = guarded_operations(settings)
+    assert len(guarded) >= 10  # sellers, buyers, admin sellers, admin events: all of them, not one
+    assert guarded <= set(documented)
+    for key, operation in documented.items():
+        if key in guarded:
+            assert operation.get("security") == [{"BearerToken": []}], key
+            assert {"401", "403"} <= set(operation["responses"]), key
+        else:
+            assert not operation.get("security"), key  # a public route does not ask for a token
+
+
+def test_error_responses_are_problem_documents(schema: dict[str, Any], settings: Settings) -> None:
+    problem = schema["components"]["schemas"]["ProblemDetails"]
+    assert problem["required"] == ["type", "title", "status"]
+    assert {"type", "title", "status", "detail", "instance", "request_id", "errors"} <= set(problem["properties"])
+    guarded = guarded_operations(settings)
+    for (path, method), operation in operations(schema).items():
+        responses = operation["responses"]
+        assert "default" in responses, (path, method)
+        for status, response in responses.items():
+            if status == "default" or int(status) >= 400:
+                assert list(response["content"]) == ["application/problem+json"], (path, method, status)
+                assert response["content"]["application/problem+json"]["schema"] == PROBLEM_REF
+                assert response["description"]
+        names_an_object = "{" in path or "me" in path.split("/")
+        if (path, method) in guarded and names_an_object:
+            assert {"401", "403", "404"} <= set(responses), (path, method)
+        if "requestBody" in operation:
+            assert "400" in responses, (path, method)
+        if "{" in path and (path, method) in guarded:
+            assert {"400", "401", "403", "404"} <= set(responses), (path, method)
+    sign_up = schema["paths"]["/buyers"]["post"]["responses"]
+    assert "Retry-After" in sign_up["503"]["headers"]
+    assert "WWW-Authenticate" in schema["paths"]["/buyers/me"]["get"]["responses"]["401"]["headers"]
+    ready = schema["paths"]["/health/ready"]["get"]["responses"]["503"]
+    assert ready["content"]["application/problem+json"]["example"]["type"] == "urn:marketplace:problem:not-ready"
+
+
+async def test_the_statuses_the_api_answers_are_the_documented_ones(client: Client, schema: dict[str, Any]) -> None:
+    """Real error answers of a guarded route and a sign-up, each documented for its operation."""
+    buyer_me = schema["paths"]["/buyers/me"]["get"]["responses"]
+    seller = (await client.post("/sellers", json=payload(SellerSignupFactory))).json()
+    answers = {
+        (await client.get("/buyers/me")).status_code,  # no token
+        (await client.get("/buyers/me", headers={"Authorization": f"Bearer {seller['token']}"})).status_code,
+    }
+    assert answers == {401, 403}
+    assert {str(status) for status in answers} <= set(buyer_me)
+    malformed = await client.post("/buyers", content=b"{", headers={"content-type": "application/json"})
+    invalid = await client.post("/buyers", json={**payload(BuyerSignupFactory), "email": 3})
+    assert {malformed.status_code, invalid.status_code} == {400}
+    assert "400" in schema["paths"]["/buyers"]["post"]["responses"]
+
+
+async def test_an_unknown_onboarding_state_redirects_to_the_seller_page(client: Client) -> None:
+    response = await client.get(f"/sellers/onboarding/{uuid.uuid4()}/refresh")
+    assert response.status_code == 303
+    assert "onboarding=link_expired" in response.headers["location"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the two @get redirect routes of OnboardingRedirectController (marketplace/sellers/controllers.py) "
+    "need status_code=303 so Litestar documents what they answer; remove this mark with that change",
+)
+def test_onboarding_redirects_are_documented_with_the_status_they_answer(schema: dict[str, Any]) -> None:
+    for action in ("refresh", "return"):
+        responses = schema["paths"][f"/sellers/onboarding/{{link_state}}/{action}"]["get"]["responses"]
+        assert "303" in responses
+        assert "location" in {name.lower() for name in responses["303"]["headers"]}
+        assert not [status for status in responses if status.startswith("2")]
