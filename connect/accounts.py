@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import stripe
-from stripe.params import AccountCreateParams, AccountCreateParamsController, AccountLinkCreateParams
+from stripe.params import (
+    AccountCreateParams,
+    AccountCreateParamsController,
+    AccountLinkCreateParams,
+    AccountListParams,
+)
 
 AccountProfile = Literal["platform_managed", "seller_managed"]
 AccountStatus = Literal["onboarding", "restricted", "active", "disabled", "disconnected"]
@@ -30,7 +35,10 @@ def controller_for(profile: AccountProfile) -> AccountCreateParamsController:
     """Controller properties for an account profile (Stripe's replacement for `type`).
 
     platform_managed: Express dashboard; the platform pays Stripe's fees and carries negative
-    balances (Stripe requires both for an Express dashboard); charged with destination charges.
+    balances; charged with destination charges. Under the API version this project pins
+    (2026-10-28.endive) an account without the full Stripe Dashboard must have the platform pay its
+    fees (`fees.payer=application`), and platform loss liability requires platform fees, hence the
+    pairing; later API versions relax these rules, so re-check them when the pin moves.
     seller_managed: full Stripe dashboard; the seller pays fees and Stripe carries losses; direct charges.
     Stripe collects the requirements in both cases (hosted onboarding).
     """
@@ -75,9 +83,36 @@ async def create_account(
 
 
 async def retrieve_account(client: stripe.StripeClient, account_id: str) -> dict[str, Any]:
-    """The account as Stripe has it now (the platform reads its connected account directly)."""
+    """The account as Stripe has it now.
+
+    The platform reads its connected account directly (`GET /v1/accounts/{id}`, no `Stripe-Account`
+    header). Errors are raised as they come: a 403 or 404 here is not proof that the seller left the
+    platform (a wrong or rotated key, or a key of the other mode, answers the same way); only the
+    `account.application.deauthorized` event is.
+    """
     account = await client.v1.accounts.retrieve_async(account_id)
     return account.to_dict()
+
+
+async def find_account_for_seller(
+    client: stripe.StripeClient, *, seller_id: str, created_from: int, exclude: set[str]
+) -> dict[str, Any] | None:
+    """A connected account Stripe already holds for `seller_id` (its `metadata.seller_id`), if any.
+
+    For a creation retried after Stripe may have forgotten its idempotency key (kept at least 24 h):
+    the earlier attempt may have made an account we never recorded. Scans the platform's accounts
+    created since `created_from` (unix seconds), skipping the ids in `exclude` (accounts already
+    recorded, such as a disconnected earlier one). The oldest match wins.
+    """
+    params: AccountListParams = {"limit": 100, "created": {"gte": created_from}}
+    page = await client.v1.accounts.list_async(params=params)
+    found: list[dict[str, Any]] = []
+    async for account in page.auto_paging_iter():
+        data = account.to_dict()
+        metadata = data.get("metadata") or {}
+        if metadata.get("seller_id") == seller_id and data["id"] not in exclude:
+            found.append(data)
+    return min(found, key=lambda a: int(a.get("created") or 0)) if found else None
 
 
 async def create_account_link(
@@ -105,16 +140,6 @@ async def create_login_link(client: stripe.StripeClient, account_id: str, idempo
     """An Express dashboard login link (Express-dashboard accounts only)."""
     link = await client.v1.accounts.login_links.create_async(account_id, options={"idempotency_key": idempotency_key})
     return str(link.url)
-
-
-def is_account_gone(error: stripe.StripeError) -> bool:
-    """Whether an error on reading an account means the platform lost access to it (deauthorized)."""
-    if isinstance(error, stripe.PermissionError):
-        return True
-    code = getattr(error, "code", None)
-    return code in ("account_invalid", "platform_account_required") or (
-        isinstance(error, stripe.InvalidRequestError) and getattr(error, "http_status", None) == 404
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import stripe
 
+# Per attempt (the SDK's own default is 80 s). Callers may hold a row lock across a Stripe call (an
+# account's sync, its creation), so each call ends within (1 + max_network_retries) times this, plus backoff.
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
 
 def build_stripe_client(
-    api_key: str, *, api_base: str | None = None, max_network_retries: int = 2
+    api_key: str,
+    *,
+    api_base: str | None = None,
+    max_network_retries: int = 2,
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> stripe.StripeClient:
     """An async-capable client over HTTPX; `api_base` points it at the sandbox instead of Stripe.
 
     stripe-python retries network errors, 409s, 429s and 5xx with the same idempotency key when
-    `max_network_retries` > 0 (it defaults to 0 on a client, hence set here).
+    `max_network_retries` > 0 (it defaults to 0 on a client, hence set here). Each attempt gives up
+    after `timeout_seconds`.
     """
     base_addresses: dict[str, str] = {}
     if api_base:
         base_addresses = {"api": api_base, "connect": api_base, "files": api_base}
     return stripe.StripeClient(
         api_key,
-        http_client=stripe.HTTPXClient(),
+        http_client=stripe.HTTPXClient(timeout=timeout_seconds),
         base_addresses=base_addresses,  # type: ignore[arg-type]
         max_network_retries=max_network_retries,
     )

@@ -9,8 +9,12 @@ from __future__ import annotations
 import uuid
 
 
-def account_key(seller_id: uuid.UUID) -> str:
-    return f"account:{seller_id}"
+def account_key(seller_id: uuid.UUID, generation: int = 1) -> str:
+    """The key of a seller's connected account: `account:{seller_id}` for the first one, and
+    `account:{seller_id}:{n}` for the one made when the seller connects again after a disconnect."""
+    if generation < 1:
+        raise ValueError("generation starts at 1")
+    return f"account:{seller_id}" if generation == 1 else f"account:{seller_id}:{generation}"
 
 
 def account_link_key(link_request_id: uuid.UUID) -> str:

@@ -123,6 +123,11 @@ class SandboxControl:
     async def deauthorize(self, account_id: str) -> None:
         await self._call("POST", f"/accounts/{account_id}/deauthorize")
 
+    async def expire_account_link(self, url: str) -> None:
+        """Expire the account link at `url` (its hosted `/setup/<token>` URL) as if its minutes had passed."""
+        token = url.rstrip("/").rsplit("/", 1)[-1]
+        await self._call("POST", f"/account_links/{token}/expire")
+
     # ---- disputes, payouts, refunds ------------------------------------------------------------
     async def open_dispute(self, charge_id: str, amount: int | None = None, reason: str = "fraudulent") -> Json:
         return _pick(

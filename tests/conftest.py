@@ -242,3 +242,25 @@ async def stripe_client(settings: Settings) -> AsyncIterator[stripe.StripeClient
 
 def with_settings(settings: Settings, **changes: Any) -> Settings:
     return replace(settings, **changes)
+
+
+async def cancel_and_wait(task: asyncio.Task[Any], timeout: float = 10.0) -> None:
+    """Cancel `task` and wait until it has ended, cancelling again while it runs on.
+
+    One `cancel()` is not enough for a background task that talks to Redis on Python 3.11: redis-py
+    writes through `asyncio.wait_for`, which swallows a cancellation arriving just as its inner future
+    finishes (python/cpython#86296, fixed in 3.12), and the task carries on as if never cancelled.
+    The session loop makes that race likely at teardown: it only runs while a test or fixture of this
+    loop runs, so after a synchronous test it resumes with every due timer firing at once, and the
+    arq worker's next poll (a Redis write) lands in the same iteration as the teardown's `cancel()`;
+    `await task` then waited forever (the 120 s timeout).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not task.done():
+        if loop.time() > deadline:
+            raise TimeoutError(f"{task!r} did not end within {timeout} s of being cancelled")
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    if not task.cancelled():
+        task.result()  # it ended on its own before the cancellation: raise its error, if any

@@ -14,8 +14,10 @@ Rules every handler follows (the pipeline delivers at least once, in any order):
   enough: key side effects on the object (`session.id`, `account.id`, …) with unique constraints or
   conditional updates (`UPDATE … WHERE status IN (…)`), never on "this event is new".
 * **Order-independent.** Events arrive in any order. Where state matters, re-read the object from
-  Stripe (with `stripe_account=event.account` for Connect events) instead of trusting the snapshot,
-  or only ever move state forward.
+  Stripe where it lives instead of trusting the snapshot, or only ever move state forward. Objects
+  that live on a connected account (a direct charge's session, payment intent, refund, …) are read
+  as that account (`stripe_account=event.account`); an Account itself is a platform object, read
+  by the platform with its id (`accounts.retrieve(event.account)`, no `Stripe-Account` header).
 * **Raise to retry.** An exception marks the event failed; it is retried with exponential backoff
   and parked as dead after `EVENT_MAX_ATTEMPTS`. Return normally when there is nothing to do.
 """
@@ -72,7 +74,8 @@ class StoredEvent:
 
     @property
     def stripe_account(self) -> str | None:
-        """The connected account to act as when re-reading the object (`options={"stripe_account": …}`)."""
+        """The connected account to act as when re-reading an object that lives on it
+        (`options={"stripe_account": …}`); not for the Account itself, which the platform reads by id."""
         return self.account
 
 

@@ -12,7 +12,8 @@ from marketplace.db import DB
 class OutboxMessage(Table, tablename="outbox_messages", db=DB):
     id = UUID(primary_key=True)
     kind = Varchar(length=64, index=True)
-    # Unique per fact announced (e.g. "account-status:acct_1:active:2026-…"), so a retried writer adds nothing.
+    # Unique per fact announced (e.g. "account-status:acct_1:3", the account's third status change), so a
+    # retried writer adds nothing.
     dedupe_key = Varchar(length=255, unique=True)
     principal = ForeignKey(references=Principal, on_delete=OnDelete.cascade, null=True, index=True)
     payload = JSONB()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -17,7 +18,7 @@ from marketplace.auth.guards import admin_only, seller_only
 from marketplace.auth.service import create_principal
 from marketplace.auth.tables import Role
 from marketplace.deps import PrincipalDep, SettingsDep, StripeDep
-from marketplace.problems import NotFound, Problem
+from marketplace.problems import NotFound, Problem, Unavailable, UpstreamError
 from marketplace.sellers import onboarding
 from marketplace.sellers.schemas import (
     AdminSellerOut,
@@ -32,6 +33,8 @@ from marketplace.sellers.schemas import (
 from marketplace.sellers.tables import Seller
 from marketplace.settings import Settings
 from marketplace.stripe_errors import problem_from_stripe
+
+log = logging.getLogger("marketplace.sellers")
 
 BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
 
@@ -117,7 +120,12 @@ class SellerMeController(Controller):
         "/stripe-account",
         operation_id="createMyConnectedAccount",
         summary="Create the seller's Stripe connected account (once; later calls return the same one)",
+        description=(
+            "201 with a new account the first time, and again after the current account was disconnected "
+            "(the seller connects a new one); 200 with the current account otherwise."
+        ),
         status_code=200,
+        raises=[onboarding.UnsupportedAccount, UpstreamError, Unavailable],
     )
     async def create_account(
         self, principal: PrincipalDep, stripe_client: StripeDep, settings: SettingsDep
@@ -131,6 +139,7 @@ class SellerMeController(Controller):
         operation_id="createMyOnboardingLink",
         summary="A fresh hosted onboarding link (single use, expires within minutes)",
         status_code=201,
+        raises=[onboarding.AccountNotCreated, onboarding.AccountDisconnected, UpstreamError, Unavailable],
     )
     async def onboarding_link(
         self, principal: PrincipalDep, stripe_client: StripeDep, settings: SettingsDep
@@ -144,6 +153,14 @@ class SellerMeController(Controller):
         operation_id="createMyDashboardLink",
         summary="An Express dashboard login link (platform-managed accounts only)",
         status_code=201,
+        raises=[
+            onboarding.AccountNotCreated,
+            onboarding.DashboardLinkUnavailable,
+            onboarding.AccountDisconnected,
+            onboarding.OnboardingIncomplete,
+            UpstreamError,
+            Unavailable,
+        ],
     )
     async def dashboard_link(self, principal: PrincipalDep, stripe_client: StripeDep) -> LinkOut:
         seller = await onboarding.seller_for_principal(principal.id)
@@ -157,46 +174,69 @@ def _seller_page(settings: Settings, **query: str) -> Redirect:
 
 
 class OnboardingRedirectController(Controller):
-    """Where Stripe sends the seller's browser back; no bearer token here, the URL's state is the key."""
+    """Where Stripe sends the seller's browser back; no bearer token here, the URL's state is the key.
+
+    A browser is on the other end: every outcome, errors included, is a redirect to the seller page
+    with `onboarding=<outcome>` (never a JSON problem), and failures are logged (without the state).
+    """
 
     path = "/sellers/onboarding/{link_state:uuid}"
     tags = ["sellers"]
 
-    @get("/refresh", operation_id="refreshOnboardingLink", summary="Mint a fresh onboarding link and redirect to it")
+    @get(
+        "/refresh",
+        operation_id="refreshOnboardingLink",
+        summary="Mint a fresh onboarding link and redirect to it (the state is single use)",
+        description=(
+            "303 to a new hosted onboarding link; the state in this URL is consumed and the new link's "
+            "state keeps its deadline. Otherwise 303 to the seller page with `onboarding=link_expired` "
+            "(unknown, used or expired state), `disconnected`, `no_account` or `error` (Stripe failed)."
+        ),
+        status_code=303,
+    )
     async def refresh(
         self, link_state: FromPath[uuid.UUID], stripe_client: StripeDep, settings: SettingsDep
     ) -> Redirect:
-        request = await onboarding.link_request(link_state)
-        if request is None:
+        try:
+            minted = await onboarding.refresh_onboarding_link(stripe_client, settings, link_state)
+        except onboarding.AccountDisconnected:
+            return _seller_page(settings, onboarding="disconnected")
+        except onboarding.AccountNotCreated:
+            return _seller_page(settings, onboarding="no_account")
+        except Problem as exc:  # Stripe failed (problem_from_stripe logged the details)
+            log.warning("onboarding refresh failed: %s", exc.slug)
+            return _seller_page(settings, onboarding="error")
+        if minted is None:
             return _seller_page(settings, onboarding="link_expired")
-        url, _ = await onboarding.mint_onboarding_link(stripe_client, settings, request["seller"])
+        url, _ = minted
         return Redirect(path=url, status_code=303)
 
     @get(
         "/return",
         operation_id="returnFromOnboarding",
         summary="Re-read the account from Stripe, then redirect to the seller page with its status",
+        description=(
+            "303 to the seller page with `onboarding=returned&status=<status>`, or with "
+            "`onboarding=link_expired`, `disconnected`, `no_account` or `error` (Stripe failed)."
+        ),
+        status_code=303,
     )
     async def return_(
         self, link_state: FromPath[uuid.UUID], stripe_client: StripeDep, settings: SettingsDep
     ) -> Redirect:
-        request = await onboarding.link_request(link_state)
-        if request is None:
-            return _seller_page(settings, onboarding="link_expired")
-        account = await onboarding.account_for_seller(request["seller"])
-        if account is None or not account["stripe_account_id"]:
-            return _seller_page(settings, onboarding="no_account")
-        # Arriving here proves nothing: the status comes from Stripe's account, read now.
-        await onboarding.record_onboarding_return(account["id"])
         try:
-            result = await onboarding.sync_connected_account(
-                stripe_client, account["stripe_account_id"], source=f"return:{link_state}"
-            )
+            outcome = await onboarding.return_from_onboarding(stripe_client, link_state)
         except stripe.StripeError as exc:
-            raise problem_from_stripe(exc, "read the connected account") from exc
-        fresh = await onboarding.account_for_seller(request["seller"])
-        status = fresh["status"] if fresh else (result.status if result else "unknown")
-        return _seller_page(settings, onboarding="returned", status=status)
+            log.warning(
+                "reading the account on return from onboarding failed: %s (code=%s, request=%s)",
+                type(exc).__name__,
+                getattr(exc, "code", None),
+                getattr(exc, "request_id", None),
+            )
+            return _seller_page(settings, onboarding="error")
+        if outcome in ("link_expired", "no_account", "disconnected"):
+            return _seller_page(settings, onboarding=outcome)
+        return _seller_page(settings, onboarding="returned", status=outcome)
 
 
 class AdminSellerController(Controller):
@@ -231,6 +271,7 @@ class AdminSellerController(Controller):
         operation_id="adminSyncSeller",
         summary="Re-read a seller's account from Stripe",
         status_code=200,
+        raises=[UpstreamError, Unavailable],
     )
     async def sync(self, seller_id: FromPath[uuid.UUID], stripe_client: StripeDep) -> ConnectedAccountOut:
         account = await onboarding.account_for_seller(seller_id)

@@ -22,16 +22,23 @@ class Seller(Table, tablename="sellers", db=DB):
 
 
 class ConnectedAccount(Table, tablename="connected_accounts", db=DB):
-    """A seller's Stripe connected account and the state last read from Stripe.
+    """One of a seller's Stripe connected accounts and the state last read from Stripe.
 
-    The row is written before Stripe is called (`stripe_account_id` still null), so the idempotency key
-    `account:{seller_id}` always names the one account this seller can ever get.
+    A seller has one row per connection: generation 1 is the first account; a seller whose account was
+    disconnected (deauthorized) connects again with a new row, generation n + 1 (unique per seller and
+    generation, see the migration). The seller's current account is the row of the highest generation.
+    The row is written before Stripe is called (`stripe_account_id` still null), with the exact creation
+    parameters, so a retry sends the same parameters under the same idempotency key
+    (`account:{seller_id}` for generation 1, `account:{seller_id}:{n}` after that).
     """
 
     id = UUID(primary_key=True)
-    seller = ForeignKey(references=Seller, on_delete=OnDelete.cascade, unique=True, index=True)
+    seller = ForeignKey(references=Seller, on_delete=OnDelete.cascade, index=True)
+    generation = Integer(default=1)
     stripe_account_id = Varchar(length=255, null=True, default=None, unique=True)
     profile = Varchar(length=32)
+    # The `accounts.create` parameters as first sent (null only on rows older than this column).
+    create_params = JSONB(null=True, default=None)
     status = Varchar(length=16, default="onboarding", index=True)
     status_version = Integer(default=0)
     charges_enabled = Boolean(default=False)
@@ -43,7 +50,9 @@ class ConnectedAccount(Table, tablename="connected_accounts", db=DB):
     disconnected_at = Timestamptz(null=True, default=None)
     # First time the seller's browser came back through our onboarding return URL.
     onboarding_returned_at = Timestamptz(null=True, default=None)
-    # When the state above was read from Stripe, and by whom; an older read never overwrites a newer one.
+    # When the state above was read from Stripe, and by whom (`create`, `return`, `event:evt_…`, `admin`).
+    # Reads of one account are serialized by a row lock held across the Stripe call, so the last one
+    # stored is the newest.
     synced_at = Timestamptz(null=True, default=None)
     synced_from = Varchar(length=255, null=True, default=None)
     created_at = Timestamptz()
@@ -54,7 +63,9 @@ class AccountLinkRequest(Table, tablename="account_link_requests", db=DB):
 
     Written before Stripe is called; its id is the link's idempotency key and, for onboarding links,
     the unguessable state in the refresh/return URLs that the seller's browser comes back through.
-    The link URL itself is a credential and is never stored.
+    The link URL itself is a credential and is never stored; so is the state: a refresh consumes it
+    (`used_at`), and the state minted by a refresh keeps the `valid_until` of the one it replaced, so
+    a chain of refreshes never outlives the lifetime granted when the seller asked for the first link.
     """
 
     id = UUID(primary_key=True)
@@ -62,4 +73,8 @@ class AccountLinkRequest(Table, tablename="account_link_requests", db=DB):
     account = ForeignKey(references=ConnectedAccount, on_delete=OnDelete.cascade)
     kind = Varchar(length=32)
     created_at = Timestamptz()
-    expires_at = Timestamptz(null=True, default=None)
+    expires_at = Timestamptz(null=True, default=None)  # the Stripe link's own expiry (minutes)
+    # Until when the refresh/return URLs carrying this id work (null on rows older than the column:
+    # created_at + 24 h), and when a refresh consumed it.
+    valid_until = Timestamptz(null=True, default=None)
+    used_at = Timestamptz(null=True, default=None)

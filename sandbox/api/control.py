@@ -120,6 +120,17 @@ def deauth(sb: Sandbox, body: Obj, path: dict[str, str], query: dict[str, str]) 
     return {"account": deauthorize(sb, path["id"])}
 
 
+@control("POST", "/account_links/{token}/expire")
+def expire_account_link(sb: Sandbox, body: Obj, path: dict[str, str], query: dict[str, str]) -> Obj:
+    """Age an account link past its `expires_at` (Stripe's links live minutes): opening it then goes to
+    its `refresh_url`, as an expired link does on Stripe."""
+    rec = sb.store.record(path["token"])
+    if rec is None or rec["kind"] != "account_link":
+        raise StripeError(f"No such account link: '{path['token']}'", status=404, code="resource_missing")
+    rec["obj"]["expires_at"] = now() - 1
+    return {"expired": True, "expires_at": rec["obj"]["expires_at"]}
+
+
 @control("POST", "/charges/{id}/dispute")
 def dispute(sb: Sandbox, body: Obj, path: dict[str, str], query: dict[str, str]) -> Obj:
     return {"dispute": money.open_dispute(sb, path["id"], body.get("amount"), str(body.get("reason") or "fraudulent"))}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,7 +23,7 @@ from marketplace.app import create_app
 from marketplace.queue import arq_pool
 from marketplace.settings import Secret, Settings
 from marketplace.worker import build_worker
-from tests.conftest import free_port, serve, with_settings
+from tests.conftest import cancel_and_wait, free_port, serve, with_settings
 from webhooks.registration import register_webhooks
 
 T = TypeVar("T")
@@ -56,6 +57,19 @@ class Stack:
         ]
         return f"stored events (newest first): {events}\nsandbox deliveries (latest): {recent}"
 
+    @asynccontextmanager
+    async def api_with(self, **changes: Any) -> AsyncIterator[httpx.AsyncClient]:
+        """Another API process of the same platform, configured with `changes` (e.g. a changed profile
+        setting), on its own port over real HTTP; the worker and the sandbox stay shared."""
+        port = free_port()
+        server, task = await serve(create_app(with_settings(self.settings, **changes)), port)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as api:
+                yield api
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(task, timeout=15)
+
     async def eventually(
         self, probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], timeout: float = 15.0
     ) -> T:
@@ -72,7 +86,9 @@ class Stack:
             await asyncio.sleep(0.05)
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack's worker sweeps the shared test database, so it must be gone before other
+# suites (tests/webhooks) run workers of their own against that database.
+@pytest.fixture(scope="package")
 async def stack(settings: Settings, sandbox: Any, redis_url: str) -> AsyncIterator[Stack]:
     from sandbox.control import SandboxControl
 
@@ -102,9 +118,13 @@ async def stack(settings: Settings, sandbox: Any, redis_url: str) -> AsyncIterat
             stripe=client,
             settings=e2e_settings,
         )
-    worker_task.cancel()
-    await asyncio.gather(worker_task, return_exceptions=True)
+    await cancel_and_wait(worker_task)
     await asyncio.wait_for(worker.close(), timeout=10)
     server.should_exit = True
     await asyncio.wait_for(server_task, timeout=15)
+    # The sandbox outlives this package: endpoints left pointing at the stopped API would collect failures.
+    endpoints = await client.v1.webhook_endpoints.list_async(params={"limit": 100})
+    for endpoint in endpoints.data:
+        if endpoint.url.startswith(api_url + "/"):
+            await client.v1.webhook_endpoints.delete_async(endpoint.id)
     await close_stripe_client(client)

@@ -123,11 +123,6 @@ async def test_an_unknown_onboarding_state_redirects_to_the_seller_page(client: 
     assert "onboarding=link_expired" in response.headers["location"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the two @get redirect routes of OnboardingRedirectController (marketplace/sellers/controllers.py) "
-    "need status_code=303 so Litestar documents what they answer; remove this mark with that change",
-)
 def test_onboarding_redirects_are_documented_with_the_status_they_answer(schema: dict[str, Any]) -> None:
     for action in ("refresh", "return"):
         responses = schema["paths"][f"/sellers/onboarding/{{link_state}}/{action}"]["get"]["responses"]

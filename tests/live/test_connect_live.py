@@ -7,6 +7,7 @@ profiles, account links, and reading the account back into a snapshot.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -42,10 +43,23 @@ async def test_create_account_link_and_read_back(live_client: stripe.StripeClien
         business_type="individual",
         profile=profile,  # type: ignore[arg-type]
     )
+    started = int(time.time()) - 300
     created = await accounts.create_account(live_client, params, account_key(seller_id))
     again = await accounts.create_account(live_client, params, account_key(seller_id))
     assert again["id"] == created["id"]  # the same key returns the same account
     try:
+        # What a creation retried after the key's lifetime relies on: the account is found by its seller.
+        found = await accounts.find_account_for_seller(
+            live_client, seller_id=str(seller_id), created_from=started, exclude=set()
+        )
+        assert found is not None
+        assert found["id"] == created["id"]
+        assert (
+            await accounts.find_account_for_seller(
+                live_client, seller_id=str(seller_id), created_from=started, exclude={created["id"]}
+            )
+            is None
+        )
         snapshot = accounts.snapshot_from_account(await accounts.retrieve_account(live_client, created["id"]))
         assert snapshot.status() == "onboarding"
         assert snapshot.dashboard == ("express" if profile == "platform_managed" else "full")

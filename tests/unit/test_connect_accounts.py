@@ -16,21 +16,64 @@ from connect.accounts import (
 from connect.idempotency import account_key
 
 
-def test_platform_managed_profile_is_express_with_platform_liability() -> None:
+def stripe_rejects(controller: Any) -> list[str]:
+    """Why Stripe's API (the pinned version, 2026-10-28.endive) would refuse these controller properties.
+
+    Stripe's documented rules for `accounts.create` `controller`, with its defaults (full dashboard, the
+    account pays fees, Stripe carries losses, Stripe collects requirements):
+    - the platform can carry losses (`losses.payments=application`) only if it pays the fees;
+    - the platform can collect requirements (`requirement_collection=application`) only for accounts
+      without a Stripe dashboard (`stripe_dashboard.type=none`);
+    - an account without the full Stripe Dashboard (express or none) needs the platform to pay its fees.
+    Later API versions relax some of these; this is the version the SDK pins.
+    """
+    dashboard = controller.get("stripe_dashboard", {}).get("type", "full")
+    payer = controller.get("fees", {}).get("payer", "account")
+    losses = controller.get("losses", {}).get("payments", "stripe")
+    collection = controller.get("requirement_collection", "stripe")
+    problems = []
+    if losses == "application" and payer != "application":
+        problems.append("platform losses need platform fees")
+    if collection == "application" and dashboard != "none":
+        problems.append("platform requirement collection needs no dashboard")
+    if dashboard != "full" and payer != "application":
+        problems.append("an account without the full dashboard needs platform fees")
+    return problems
+
+
+@pytest.mark.parametrize(
+    "controller",
+    [
+        {"stripe_dashboard": {"type": "express"}},  # the account would pay fees
+        {"losses": {"payments": "application"}},  # platform losses, account fees
+        {"requirement_collection": "application"},  # with the default full dashboard
+    ],
+)
+def test_the_documented_rules_refuse_invalid_combinations(controller: Any) -> None:
+    assert stripe_rejects(controller)
+
+
+@pytest.mark.parametrize("profile", ["platform_managed", "seller_managed"])
+def test_both_profiles_are_combinations_stripe_accepts(profile: Any) -> None:
+    assert stripe_rejects(controller_for(profile)) == []
+
+
+def test_platform_managed_is_express_with_the_platform_paying_fees_and_carrying_losses() -> None:
+    """Destination charges: the platform is the merchant and pays for it (docs/onboarding.md)."""
     controller = controller_for("platform_managed")
-    assert controller == {
-        "fees": {"payer": "application"},
-        "losses": {"payments": "application"},
-        "requirement_collection": "stripe",
-        "stripe_dashboard": {"type": "express"},
-    }
+    assert controller.get("stripe_dashboard", {}).get("type") == "express"
+    assert controller.get("fees", {}).get("payer") == "application"
+    assert controller.get("losses", {}).get("payments") == "application"
+    assert controller.get("requirement_collection", "stripe") == "stripe"  # hosted onboarding
 
 
-def test_seller_managed_profile_is_full_dashboard_paying_its_own_fees() -> None:
+def test_seller_managed_is_full_dashboard_paying_its_own_fees_and_losses_with_stripe() -> None:
+    """Direct charges: the seller is the merchant, pays Stripe's fees, and Stripe covers its losses."""
     controller = controller_for("seller_managed")
-    assert controller["stripe_dashboard"] == {"type": "full"}
-    assert controller["fees"] == {"payer": "account"}
-    assert controller["losses"] == {"payments": "stripe"}
+    assert controller.get("stripe_dashboard", {}).get("type", "full") == "full"
+    assert controller.get("fees", {}).get("payer", "account") == "account"
+    assert controller.get("losses", {}).get("payments", "stripe") == "stripe"
+    assert controller.get("requirement_collection", "stripe") == "stripe"
 
 
 def test_create_params_request_both_capabilities_and_carry_the_seller() -> None:
@@ -51,11 +94,15 @@ def test_create_params_refuse_unsupported_country_or_business_type(country: str,
         )
 
 
-def test_account_key_is_deterministic_per_seller() -> None:
+def test_account_key_is_deterministic_per_seller_and_connection() -> None:
     import uuid
 
     seller = uuid.uuid4()
-    assert account_key(seller) == account_key(seller) == f"account:{seller}"
+    assert account_key(seller) == account_key(seller, 1) == f"account:{seller}"  # the first account
+    assert account_key(seller, 2) == f"account:{seller}:2"  # after a disconnect, a new account
+    assert len({account_key(seller, n) for n in range(1, 5)}) == 4
+    with pytest.raises(ValueError, match="generation"):
+        account_key(seller, 0)
 
 
 def snap(**overrides: Any) -> AccountSnapshot:
@@ -93,9 +140,16 @@ def test_derive_status(overrides: dict[str, Any], status: str) -> None:
 
 
 def test_leaving_onboarding_early_is_restricted_not_onboarding() -> None:
+    """Stripe leaves details_submitted false when the seller leaves the form early; coming back through
+    our return URL is what says the seller has been through onboarding."""
     left_early = snap(currently_due=["external_account"], disabled_reason="requirements.past_due")
-    assert derive_status(left_early) == "onboarding"
     assert derive_status(left_early, seller_has_been_through_onboarding=True) == "restricted"
+
+
+def test_an_account_nobody_has_been_through_onboarding_for_is_still_onboarding() -> None:
+    """The same requirements before the seller ever opened the form are just the form to fill in."""
+    never_opened = snap(currently_due=["external_account"], disabled_reason="requirements.past_due")
+    assert derive_status(never_opened, seller_has_been_through_onboarding=False) == "onboarding"
 
 
 def test_snapshot_reads_stripe_account_shape() -> None:

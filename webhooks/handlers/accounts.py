@@ -1,8 +1,11 @@
 """Connected-account events (Connect endpoint): keep each seller's account state in step with Stripe.
 
-Each handler re-reads the account from Stripe instead of trusting the event's snapshot, so events
-that arrive twice, late, or out of order all converge on Stripe's current state
-(`sync_connected_account` also refuses to overwrite a newer read with an older one).
+account.updated and capability.updated re-read the account from Stripe instead of trusting the
+event's snapshot. The platform reads an Account directly by its id (no `Stripe-Account` header: the
+account is a platform object), and `sync_connected_account` serializes the reads of one account under
+a row lock, so events that arrive twice, late, or out of order all end on Stripe's current state. A
+Stripe error while reading is raised, so the event is retried; it never disconnects the seller. Only
+account.application.deauthorized does.
 """
 
 from __future__ import annotations
