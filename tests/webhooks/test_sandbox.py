@@ -22,8 +22,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")
-async def registered(sandbox: Any, stripe_client: stripe.StripeClient, wh_client: Any) -> dict[str, str | None]:
-    return await register_webhooks(stripe_client, str(wh_client.base_url))
+async def registered(
+    sandbox: Any, stripe_client: stripe.StripeClient, wh_client: Any
+) -> AsyncIterator[dict[str, str | None]]:
+    base = str(wh_client.base_url).rstrip("/")
+    yield await register_webhooks(stripe_client, base)
+    # The sandbox outlives this module: other suites count deliveries, so leave no endpoint of ours behind.
+    endpoints = await stripe_client.v1.webhook_endpoints.list_async(params={"limit": 100})
+    for endpoint in endpoints.data:
+        if endpoint.url.startswith(base + "/"):
+            await stripe_client.v1.webhook_endpoints.delete_async(endpoint.id)
 
 
 @pytest.fixture
