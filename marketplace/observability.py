@@ -52,11 +52,12 @@ def current_request_id() -> str | None:
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with every one of `secrets`, and anything shaped like a key or token, masked."""
+    """`text` with every one of `secrets`, anything shaped like a key or token, and the onboarding state
+    of a `/sellers/onboarding/{state}/…` path masked."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "**********")
-    return _PATTERNS.sub("**********", text)
+    return _CAPABILITY_IN_PATH.sub(r"\1…", _PATTERNS.sub("**********", text))
 
 
 class RedactingFilter(logging.Filter):

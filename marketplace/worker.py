@@ -45,6 +45,7 @@ def build_worker(settings: Settings | None = None, *, redis_pool: ArqRedis | Non
         log.info("worker started")
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        await webhook_jobs.flush_counts()  # arq closes its Redis pool right after this
         if "stripe" in ctx:
             await close_stripe_client(ctx["stripe"])
         await stop_database()

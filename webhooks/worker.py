@@ -30,7 +30,7 @@ from arq.worker import Function, func
 from marketplace.observability import redact
 from marketplace.settings import Settings
 from webhooks import store
-from webhooks.metrics import count_outcome, count_sweep
+from webhooks.metrics import count_outcome, count_sweep, flush_counts
 from webhooks.queueing import BACKOFF_BASE_SECONDS, backoff, enqueue_event, enqueuer_for, job_id_for
 from webhooks.registry import HandlerContext, handler_for
 from webhooks.tables import EventStatus
@@ -39,6 +39,7 @@ __all__ = [
     "cron_jobs",
     "enqueue_event",
     "enqueuer_for",
+    "flush_counts",
     "functions",
     "job_id_for",
     "job_timeout_seconds",
@@ -103,7 +104,7 @@ async def process_event(ctx: dict[str, Any], event_id: str) -> str:
         note = f"livemode={event.livemode} does not match the configured key's mode; never processed"
         await store.finish(event.id, claimed.lease_token, EventStatus.ignored, note)
         log.warning("refused an event of the other livemode", extra=extra)
-        await count_outcome(redis, event.type, "ignored")
+        count_outcome(redis, event.type, "ignored")
         return "ignored"
     registration = handler_for(event.type)
     if registration is None or event.endpoint not in registration.endpoints:
@@ -113,7 +114,7 @@ async def process_event(ctx: dict[str, Any], event_id: str) -> str:
             else f"not expected on the {event.endpoint} endpoint"
         )
         await store.finish(event.id, claimed.lease_token, EventStatus.ignored, note)
-        await count_outcome(redis, event.type, "ignored")
+        count_outcome(redis, event.type, "ignored")
         return "ignored"
 
     context = HandlerContext(stripe=ctx["stripe"], settings=settings, arq=redis)
@@ -124,10 +125,10 @@ async def process_event(ctx: dict[str, Any], event_id: str) -> str:
         return await _record_failure(ctx, claimed, exc)
 
     if not await store.finish(event.id, claimed.lease_token, EventStatus.processed):
-        await count_outcome(redis, event.type, "lost_lease")
+        count_outcome(redis, event.type, "lost_lease")
         log.warning("lease lost before the outcome was recorded", extra=extra)
         return "lost_lease"
-    await count_outcome(redis, event.type, "processed", lag_seconds=time.time() - claimed.received_at.timestamp())
+    count_outcome(redis, event.type, "processed", lag_seconds=time.time() - claimed.received_at.timestamp())
     return "processed"
 
 
@@ -154,9 +155,9 @@ async def _record_failure(ctx: dict[str, Any], claimed: store.Claim, exc: BaseEx
         retry_in=delay,
     )
     if status is None:
-        await count_outcome(redis, event.type, "lost_lease")
+        count_outcome(redis, event.type, "lost_lease")
         return "lost_lease"
-    await count_outcome(redis, event.type, status.value)
+    count_outcome(redis, event.type, status.value)
     if status is EventStatus.dead:
         log.error("event parked as dead after %d attempts: %s", claimed.attempts, error, extra=extra)
         return "dead"
@@ -177,7 +178,7 @@ async def _after_release(ctx: dict[str, Any], released: store.Released) -> None:
     settings: Settings = ctx["settings"]
     redis: ArqRedis | None = ctx.get("redis")
     extra = {"event_id": released.id, "event_type": released.type}
-    await count_outcome(redis, released.type, released.status.value)
+    count_outcome(redis, released.type, released.status.value)
     if released.status is EventStatus.dead or released.retry_in is None:
         log.error(
             "event parked as dead after %d attempts: %s", released.attempts, store.LEASE_EXPIRED_ERROR, extra=extra
@@ -241,7 +242,7 @@ async def queue_due(ctx: dict[str, Any], *, pending_grace: timedelta = PENDING_G
                 progressed = True
         if len(due) < SWEEP_BATCH or not progressed:
             break
-    await count_sweep(pool, {"reclaimed" if k == "processing" else k: n for k, n in counts.items()})
+    count_sweep(pool, {"reclaimed" if k == "processing" else k: n for k, n in counts.items()})
     if any(counts.values()):
         log.info(
             "sweeper queued %d never-queued, %d due retries; %d expired leases recorded as failed attempts",

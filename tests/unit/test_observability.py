@@ -105,3 +105,29 @@ except RuntimeError as exc:
     assert "RuntimeError" in lines[0]["exc"]
     assert "configured-secret-1" not in done.stderr
     assert "mkt_abcdefghijklmnopqrstuvwxyz" not in done.stderr
+
+
+def test_any_log_line_naming_an_onboarding_path_has_its_state_masked() -> None:
+    """An unexpected error on the onboarding routes logs its path: the state in it is a credential."""
+    from marketplace.observability import RedactingFilter
+
+    state = "7f0c2d5e-1b9a-4c6e-8f43-2a9d7e5b1c08"
+    record = logging.LogRecord(
+        "marketplace.problems",
+        logging.ERROR,
+        __file__,
+        1,
+        "unhandled error on %s %s",
+        ("GET", f"/sellers/onboarding/{state}/refresh"),
+        None,
+    )
+    try:
+        raise RuntimeError(f"while handling /sellers/onboarding/{state}/return")
+    except RuntimeError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    RedactingFilter().filter(record)
+    assert state not in record.getMessage()
+    assert state not in (record.exc_text or "")
+    assert "/sellers/onboarding/…/refresh" in record.getMessage()
