@@ -254,7 +254,7 @@ async def sync_connected_account(client: stripe.StripeClient, account_id: str, s
     account is final and is not read again.
     """
     async with DB.transaction():
-        row = await _lock_account(account_id)
+        row = await _lock_account(account_id) or await _record_unrecorded_account(client, account_id)
         if row is None:
             log.warning("account %s is not connected to any seller; ignored", account_id)
             return None
@@ -274,6 +274,40 @@ async def sync_connected_account(client: stripe.StripeClient, account_id: str, s
         elif _requirements_to_announce(status, row["requirements"], snapshot.requirements()):
             await _announce_requirements(row, status, snapshot.requirements())
     return SyncResult(account_id, status, changed=changed, applied=True)
+
+
+async def _record_unrecorded_account(client: stripe.StripeClient, account_id: str) -> dict[str, Any] | None:
+    """The locked row for an account no row names yet, found through the account's `metadata.seller_id`.
+
+    An event can outrun our write of a new account (the creating call still holds the seller's row
+    lock: waiting for it ends with the account recorded), or our process died between Stripe's answer
+    and that write (the row still waits for an account: it is recorded here). None when the account
+    is no seller's current one.
+    """
+    account = await stripe_accounts.retrieve_account(client, account_id)
+    try:
+        seller_id = uuid.UUID(str((account.get("metadata") or {}).get("seller_id")))
+    except ValueError:
+        return None
+    current = (
+        await ConnectedAccount.select()
+        .where(ConnectedAccount.seller == seller_id)
+        .order_by(ConnectedAccount.generation, ascending=False)
+        .lock_rows("UPDATE")
+        .first()
+    )
+    if current is None or current["disconnected_at"] is not None:
+        return None
+    if current["stripe_account_id"] is None:
+        await ConnectedAccount.update({ConnectedAccount.stripe_account_id: account_id}).where(
+            ConnectedAccount.id == current["id"]
+        )
+        log.warning(
+            "seller %s: account %s recorded from its event (its creation was never recorded)", seller_id, account_id
+        )
+    elif current["stripe_account_id"] != account_id:
+        return None
+    return await _lock_account(account_id)
 
 
 async def _lock_account(account_id: str) -> dict[str, Any] | None:

@@ -452,6 +452,24 @@ async def test_a_crash_after_stripe_answered_is_healed_by_the_same_key(stack: St
     assert await stripe_accounts_of(stack, seller["id"]) == [made.id]
 
 
+async def test_an_event_for_an_account_we_never_recorded_attaches_it_to_its_seller(stack: Stack) -> None:
+    """Our process died after Stripe made the account: the account's own events record and sync it."""
+    auth, seller = await sign_up(stack)
+    row = await stripe_unreachable_during_creation(stack, auth, seller)  # our row, still without an account
+    made = await stack.stripe.v1.accounts.create_async(  # the retry Stripe answered, just before the crash
+        params=row["create_params"], options={"idempotency_key": account_key(uuid.UUID(seller["id"]))}
+    )
+    await stack.control.complete_onboarding(made.id)  # account.updated reaches the Connect endpoint
+    profile = await stack.eventually(
+        lambda: me(stack, auth), lambda p: (p.get("connected_account") or {}).get("status") == "active"
+    )
+    assert profile["connected_account"]["account_id"] == made.id
+    assert await stripe_accounts_of(stack, seller["id"]) == [made.id]
+    again = await stack.api.post("/sellers/me/stripe-account", headers=auth)
+    assert again.status_code == 200, again.text
+    assert again.json()["account_id"] == made.id
+
+
 async def stripe_unreachable_during_creation(stack: Stack, auth: dict[str, str], seller: dict[str, Any]) -> Any:
     """POST /sellers/me/stripe-account while Stripe does not answer; returns the row it left behind."""
     await stack.control.fail_next(3, status=500)  # the SDK's first try and both retries fail
