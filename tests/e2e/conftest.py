@@ -38,6 +38,24 @@ class Stack:
     stripe: stripe.StripeClient
     settings: Settings
 
+    async def quiesce(self, timeout: float = 15.0) -> None:
+        """Wait until no delivery is in flight and the worker has nothing to do within the next seconds,
+        so that a fault injected next (`control.fail_next`) hits only the request the test makes."""
+        from webhooks.store import connection
+
+        deadline = time.monotonic() + timeout
+        while True:
+            in_flight = await self.control.deliveries(status="pending")
+            async with connection() as conn:
+                busy = await conn.fetchval(
+                    "SELECT count(*) FROM stripe_events WHERE status IN ('pending', 'processing')"
+                    " OR (status = 'failed' AND next_attempt_at < now() + interval '5 seconds')"
+                )
+            if not in_flight and not busy:
+                return
+            assert time.monotonic() < deadline, await self.diagnose()
+            await asyncio.sleep(0.05)
+
     async def diagnose(self) -> str:
         """What the pipeline holds, for a failing wait: recent stored events and sandbox deliveries."""
         from webhooks.tables import StripeEvent

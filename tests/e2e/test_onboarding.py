@@ -268,6 +268,7 @@ async def test_browser_routes_answer_stripe_failures_with_the_seller_page(stack:
     return_url = await submit_onboarding(stack, link, "incomplete")
     refresh_url = return_url.removesuffix("/return") + "/refresh"
 
+    await stack.quiesce()
     await stack.control.fail_next(3, status=500)  # the SDK's first try and both retries fail
     try:
         back = await browse(return_url)
@@ -275,6 +276,7 @@ async def test_browser_routes_answer_stripe_failures_with_the_seller_page(stack:
         await stack.control.clear_faults()
     assert seller_page_outcome(stack, back) == {"onboarding": ["error"]}
 
+    await stack.quiesce()
     await stack.control.fail_next(3, status=500)
     try:
         failed = await browse(refresh_url)
@@ -472,6 +474,7 @@ async def test_an_event_for_an_account_we_never_recorded_attaches_it_to_its_sell
 
 async def stripe_unreachable_during_creation(stack: Stack, auth: dict[str, str], seller: dict[str, Any]) -> Any:
     """POST /sellers/me/stripe-account while Stripe does not answer; returns the row it left behind."""
+    await stack.quiesce()
     await stack.control.fail_next(3, status=500)  # the SDK's first try and both retries fail
     try:
         failed = await stack.api.post("/sellers/me/stripe-account", headers=auth)
