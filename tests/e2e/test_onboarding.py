@@ -64,6 +64,17 @@ async def open_onboarding_form(browser: httpx.AsyncClient, url: str) -> str:
     return match.group(1)
 
 
+def our_create_params(seller: dict[str, Any]) -> Any:
+    """The `accounts.create` parameters our code sends for this (platform-managed) seller."""
+    return account_create_params(
+        seller_id=seller["id"],
+        email=seller["email"],
+        country=seller["country"],
+        business_type=seller["business_type"],
+        profile="platform_managed",
+    )
+
+
 async def submit_onboarding(stack: Stack, link: str, action: str) -> str:
     """Fill the hosted form; returns where the sandbox redirects the browser (our return URL)."""
     async with httpx.AsyncClient(base_url=stack.sandbox_url, follow_redirects=False) as browser:
@@ -368,13 +379,7 @@ async def test_a_disconnected_seller_connects_a_new_account(stack: Stack) -> Non
     assert (await me(stack, auth))["connected_account"]["account_id"] == second["account_id"]
     # The new account's key is derived from the new row: the same request under it is the same account.
     seller_id = uuid.UUID(seller["id"])
-    params = account_create_params(
-        seller_id=seller["id"],
-        email=seller["email"],
-        country=seller["country"],
-        business_type=seller["business_type"],
-        profile="platform_managed",
-    )
+    params = our_create_params(seller)
     replayed = await stack.stripe.v1.accounts.create_async(
         params=params, options={"idempotency_key": f"account:{seller_id}:2"}
     )
@@ -437,13 +442,7 @@ async def test_concurrent_account_creation_makes_one_stripe_account(stack: Stack
 async def test_a_crash_after_stripe_answered_is_healed_by_the_same_key(stack: Stack) -> None:
     """Stripe made the account but our process died before writing it: the next call gets that account."""
     auth, seller = await sign_up(stack)
-    params = account_create_params(
-        seller_id=seller["id"],
-        email=seller["email"],
-        country=seller["country"],
-        business_type=seller["business_type"],
-        profile="platform_managed",
-    )
+    params = our_create_params(seller)
     # Exactly the request our process sends, answered by Stripe; then the process died.
     made = await stack.stripe.v1.accounts.create_async(
         params=params, options={"idempotency_key": account_key(uuid.UUID(seller["id"]))}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import os
 import shutil
@@ -22,6 +20,7 @@ import pytest
 
 from marketplace.settings import Settings
 from tests.conftest import PLATFORM_SECRET, free_port, in_process
+from tests.support.api_process import api_process, stripe_signature
 from tests.support.factories import BuyerSignupFactory, payload
 
 Client = httpx.AsyncClient
@@ -88,18 +87,6 @@ def test_cli_prints_openapi() -> None:
     assert "ProblemDetails" in schema["components"]["schemas"]
 
 
-async def _wait_until_up(http: Client, proc: subprocess.Popen[Any]) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            await http.get("/health/live")
-            return
-        except httpx.TransportError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
-
-
 def json_log_lines(text: str) -> list[dict[str, Any]]:
     """Every line of a process's stderr, parsed; fails on any line that is not one of our JSON lines."""
     lines = [line for line in text.splitlines() if line.strip()]
@@ -139,65 +126,51 @@ async def test_a_stopped_database_is_503_unavailable_everywhere(settings: Settin
         "STRIPE_WEBHOOK_SECRET_PLATFORM": PLATFORM_SECRET,
         "LOG_LEVEL": "WARNING",
     }
-    with tempfile.TemporaryFile(mode="w+") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "marketplace.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
+    async with api_process(env, port) as api:
+        http = api.http
+        before = await http.get("/health/ready")
+        assert before.status_code == 200, before.text  # the pool holds a live connection now
+        throwaway_postgres.cleanup()  # stop PostgreSQL under the running API
+
+        live = await http.get("/health/live")
+        assert live.status_code == 200
+        ready = await http.get("/health/ready")
+        assert ready.status_code == 503
+        body = ready.json()
+        assert body["type"] == "urn:marketplace:problem:not-ready"
+        assert body["checks"]["postgres"].startswith("failed")
+        assert body["checks"]["redis"] == "ok"
+        assert "postgres" in body["detail"]
+        assert body["instance"] == "/health/ready"
+        assert body["request_id"] == ready.headers["x-request-id"]
+
+        # Twice: the first may meet the pool's dead connection, the second a refused reconnect.
+        for _ in range(2):
+            signup = await http.post("/buyers", json=payload(BuyerSignupFactory))
+            assert signup.status_code == 503, signup.text
+            assert signup.headers["content-type"].startswith("application/problem+json")
+            assert signup.headers["retry-after"].isdigit()
+            problem = signup.json()
+            assert problem["type"] == "urn:marketplace:problem:unavailable"
+            assert problem["request_id"] == signup.headers["x-request-id"]
+
+        # A Stripe delivery that cannot be stored is refused with 503, so Stripe retries it later.
+        event = json.dumps(
+            {
+                "id": "evt_db_down",
+                "object": "event",
+                "type": "account.updated",
+                "created": 1,
+                "livemode": False,
+                "data": {"object": {}},
+            }
         )
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-                await _wait_until_up(http, proc)
-                before = await http.get("/health/ready")
-                assert before.status_code == 200, before.text  # the pool holds a live connection now
-                throwaway_postgres.cleanup()  # stop PostgreSQL under the running API
-
-                live = await http.get("/health/live")
-                assert live.status_code == 200
-                ready = await http.get("/health/ready")
-                assert ready.status_code == 503
-                body = ready.json()
-                assert body["type"] == "urn:marketplace:problem:not-ready"
-                assert body["checks"]["postgres"].startswith("failed")
-                assert body["checks"]["redis"] == "ok"
-                assert "postgres" in body["detail"]
-                assert body["instance"] == "/health/ready"
-                assert body["request_id"] == ready.headers["x-request-id"]
-
-                # Twice: the first may meet the pool's dead connection, the second a refused reconnect.
-                for _ in range(2):
-                    signup = await http.post("/buyers", json=payload(BuyerSignupFactory))
-                    assert signup.status_code == 503, signup.text
-                    assert signup.headers["content-type"].startswith("application/problem+json")
-                    assert signup.headers["retry-after"].isdigit()
-                    problem = signup.json()
-                    assert problem["type"] == "urn:marketplace:problem:unavailable"
-                    assert problem["request_id"] == signup.headers["x-request-id"]
-
-                # A Stripe delivery that cannot be stored is refused with 503, so Stripe retries it later.
-                event = json.dumps(
-                    {
-                        "id": "evt_db_down",
-                        "object": "event",
-                        "type": "account.updated",
-                        "created": 1,
-                        "livemode": False,
-                        "data": {"object": {}},
-                    }
-                )
-                stamp = int(time.time())
-                digest = hmac.new(PLATFORM_SECRET.encode(), f"{stamp}.{event}".encode(), hashlib.sha256).hexdigest()
-                delivery = await http.post(
-                    "/webhooks/stripe", content=event, headers={"Stripe-Signature": f"t={stamp},v1={digest}"}
-                )
-                assert delivery.status_code == 503
-                assert delivery.json()["type"] == "urn:marketplace:problem:event-store-unavailable"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=15)
-        stderr.seek(0)
-        lines = json_log_lines(stderr.read())
+        delivery = await http.post(
+            "/webhooks/stripe", content=event, headers={"Stripe-Signature": stripe_signature(event, PLATFORM_SECRET)}
+        )
+        assert delivery.status_code == 503
+        assert delivery.json()["type"] == "urn:marketplace:problem:event-store-unavailable"
+    lines = json_log_lines(api.log)
     outage = [line for line in lines if "unavailable" in line["msg"] and line["logger"] == "marketplace.errors"]
     assert outage, lines
     assert all(line["level"] == "warning" and "exc" not in line for line in outage)  # expected: no traceback
