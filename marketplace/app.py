@@ -26,6 +26,7 @@ from marketplace.problems import document_problems, exception_handlers
 from marketplace.queue import arq_pool
 from marketplace.settings import Settings, get_settings
 from webhooks.routes import WebhookIngress
+from webhooks.store import close_ingest_pool, open_ingest_pool
 
 API_VERSION = "0.1.0"
 
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def resources(app: Litestar) -> AsyncIterator[None]:
         await start_database(settings.database_url.reveal())
+        await open_ingest_pool(settings.database_url.reveal())
         app.state.arq = arq_pool(settings.redis_url.reveal())
         app.state.stripe = build_stripe_client(
             settings.stripe_secret_key.reveal(),
@@ -70,7 +72,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         try:
             yield
         finally:
-            for close in (lambda: close_stripe_client(app.state.stripe), app.state.arq.aclose, stop_database):
+            for close in (
+                lambda: close_stripe_client(app.state.stripe),
+                app.state.arq.aclose,
+                close_ingest_pool,
+                stop_database,
+            ):
                 try:
                     await close()
                 except Exception:  # keep closing the rest; a dead Redis must not leave the pool open

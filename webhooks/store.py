@@ -139,6 +139,12 @@ class _GroupCommit:
     When the shared statement fails for a reason that may be one row's (PostgreSQL refusing a value),
     the batch is stored again row by row, so only that row's delivery fails (503, Stripe retries);
     when the server or the connection failed, every delivery in the batch fails.
+
+    While an API process runs (`open_ingest_pool`), the inserts use a pool of their own, one
+    connection per insert in flight: deliveries never wait behind the API's other queries (nor
+    those behind a webhook storm), and since these connections only ever run the autocommit INSERT,
+    returning one to the pool skips asyncpg's session reset, a round trip per delivery
+    (docs/performance.md). Without it (CLI, tests) they borrow from the shared pool.
     """
 
     def __init__(self, max_in_flight: int = 3, max_batch: int = 500) -> None:
@@ -147,6 +153,17 @@ class _GroupCommit:
         self.waiting: list[_Pending] = []
         self.in_flight = 0
         self.tasks: set[asyncio.Task[None]] = set()
+        self.pool: asyncpg.Pool | None = None
+        self.pool_users = 0
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        if self.pool is None:
+            async with connection() as conn:
+                yield conn
+            return
+        async with self.pool.acquire() as conn:
+            yield conn
 
     async def insert(self, event: NewEvent, note: str | None) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -174,7 +191,7 @@ class _GroupCommit:
                 first.setdefault(event.id, index)  # a copy within the batch is a duplicate of the first
             rows = [_row_values(event, note) for event, note, _ in (batch[i] for i in first.values())]
             refused: dict[str, BaseException] = {}
-            async with connection() as conn:
+            async with self.connection() as conn:
                 if len(rows) == 1:
                     new_id = await conn.fetchval(_INSERT_ONE, *rows[0])
                     inserted = {new_id} if new_id is not None else set()
@@ -226,13 +243,44 @@ async def _insert_one_by_one(
 _group_commits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _GroupCommit] = weakref.WeakKeyDictionary()
 
 
-async def insert_event(event: NewEvent, *, note: str | None = None) -> bool:
-    """Store a delivery durably; False when the event id was already stored (a duplicate delivery)."""
+def _group_commit() -> _GroupCommit:
     loop = asyncio.get_running_loop()
     group = _group_commits.get(loop)
     if group is None:
         group = _group_commits[loop] = _GroupCommit()
-    return await group.insert(event, note)
+    return group
+
+
+async def insert_event(event: NewEvent, *, note: str | None = None) -> bool:
+    """Store a delivery durably; False when the event id was already stored (a duplicate delivery)."""
+    return await _group_commit().insert(event, note)
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The ingest pool's reset: nothing to undo (asyncpg still rolls back a transaction left open)."""
+
+
+async def open_ingest_pool(dsn: str) -> None:
+    """Give this process's ingest inserts their own connections (lazily opened, so it starts while
+    PostgreSQL is down). Reference-counted like the shared pool; pair with `close_ingest_pool`."""
+    group = _group_commit()
+    group.pool_users += 1
+    if group.pool is None:
+        group.pool = await asyncpg.create_pool(
+            dsn, min_size=0, max_size=group.max_in_flight, command_timeout=30, reset=_keep_session
+        )
+
+
+async def close_ingest_pool() -> None:
+    group = _group_commit()
+    group.pool_users = max(0, group.pool_users - 1)
+    pool = group.pool
+    if group.pool_users == 0 and pool is not None:
+        group.pool = None
+        try:
+            await asyncio.wait_for(pool.close(), timeout=10)
+        except TimeoutError:
+            pool.terminate()
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@ stripe SDK, parse the event, `INSERT … ON CONFLICT DO NOTHING` into the same `
 with asyncpg, answer 200. It is the floor a store-before-ack receiver cannot beat by much.
 
 Run by `tests/bench/webhook_bench.py` as `uvicorn tests.bench.baseline_app:app` with DATABASE_URL and
-BENCH_SECRET in the environment.
+BENCH_SECRET in the environment. With BENCH_BASELINE_NO_RESET=1 its pool skips asyncpg's session reset
+on release, as the API's ingest pool does (a stricter floor; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ ON CONFLICT (id) DO NOTHING
 _pool: asyncpg.Pool | None = None
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    return None
+
+
 async def _respond(send: Any, status: int, body: bytes) -> None:
     await send(
         {
@@ -45,7 +50,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                _pool = await asyncpg.create_pool(os.environ["DATABASE_URL"], min_size=1, max_size=10)
+                reset = _no_reset if os.environ.get("BENCH_BASELINE_NO_RESET") == "1" else None
+                _pool = await asyncpg.create_pool(os.environ["DATABASE_URL"], min_size=1, max_size=10, reset=reset)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if _pool is not None:

@@ -7,7 +7,8 @@ It creates two scratch databases (migrated with the project's migrations), start
 redis-server on a free port, then, for each concurrency (1, 16, 64 keep-alive connections):
 
 * the API (`marketplace.app:create_app`, one uvicorn process, default settings, LOG_LEVEL=INFO) and
-* the baseline (`tests.bench.baseline_app`: verify + asyncpg insert, same uvicorn, same table)
+* the baseline (`tests.bench.baseline_app`: verify + asyncpg insert, same uvicorn, same table;
+  `--baseline-no-reset`: its pool skips asyncpg's session reset, as the API's ingest pool does)
 
 each receive the same number of signed, unique `POST /webhooks/stripe` deliveries; it prints
 throughput, p50/p99 latency and the API/baseline ratios. Finally it starts one worker
@@ -285,7 +286,7 @@ async def ingest_round(pid: int, port: int, db_url: str, concurrency: int, n: in
     }
 
 
-async def main(pg: str, levels: list[int], burst: bool) -> None:
+async def main(pg: str, levels: list[int], burst: bool, baseline_no_reset: bool = False) -> None:
     from marketplace.migrate import migrate
 
     names = {"app": f"bench_app_{uuid.uuid4().hex[:8]}", "base": f"bench_base_{uuid.uuid4().hex[:8]}"}
@@ -308,7 +309,12 @@ async def main(pg: str, levels: list[int], burst: bool) -> None:
         api_port, base_port = free_port(), free_port()
         env_app, env_base = app_env(urls["app"], redis_url), app_env(urls["base"], redis_url)
         env_base["DATABASE_URL"] = urls["base"]
-        print(f"cpus={os.cpu_count()} python={sys.version.split()[0]} warmup={WARMUP} per level")
+        if baseline_no_reset:
+            env_base["BENCH_BASELINE_NO_RESET"] = "1"
+        print(
+            f"cpus={os.cpu_count()} python={sys.version.split()[0]} warmup={WARMUP} per level"
+            f" baseline={'no session reset (strict)' if baseline_no_reset else 'asyncpg pool defaults'}"
+        )
         for concurrency in levels:
             n = LEVELS[concurrency]
             runs: dict[str, list[dict[str, float]]] = {"base": [], "app": []}
@@ -389,5 +395,11 @@ if __name__ == "__main__":
     parser.add_argument("--pg", default=os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--levels", default="1,16,64", help="concurrency levels (subset of 1,16,64)")
     parser.add_argument("--no-burst", action="store_true", help="skip the end-to-end burst")
+    parser.add_argument(
+        "--baseline-no-reset",
+        action="store_true",
+        help="the baseline's pool skips asyncpg's session reset on release, as the API's ingest pool does",
+    )
     options = parser.parse_args()
-    asyncio.run(main(options.pg, [int(c) for c in options.levels.split(",") if c], not options.no_burst))
+    levels = [int(c) for c in options.levels.split(",") if c]
+    asyncio.run(main(options.pg, levels, not options.no_burst, options.baseline_no_reset))

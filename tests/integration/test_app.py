@@ -99,6 +99,16 @@ def json_log_lines(text: str) -> list[dict[str, Any]]:
     return parsed
 
 
+async def _event_ids(dsn: str) -> set[str]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return {row["id"] for row in await conn.fetch("SELECT id FROM stripe_events")}
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 def throwaway_postgres() -> Iterator[Any]:
     """A PostgreSQL of our own (pgserver, in a temp dir) that the test may stop: a really stopped database."""
@@ -115,7 +125,10 @@ def throwaway_postgres() -> Iterator[Any]:
 
 async def test_a_stopped_database_is_503_unavailable_everywhere(settings: Settings, throwaway_postgres: Any) -> None:
     """A real API process whose PostgreSQL is stopped while it runs: live stays green, ready names
-    postgres, an ordinary route answers 503 `unavailable` with Retry-After, Stripe's delivery a 503."""
+    postgres, an ordinary route answers 503 `unavailable` with Retry-After, Stripe's delivery a 503;
+    once PostgreSQL is back, the retried delivery is stored."""
+    import pgserver
+
     port = free_port()
     env = {
         **os.environ,
@@ -126,10 +139,28 @@ async def test_a_stopped_database_is_503_unavailable_everywhere(settings: Settin
         "STRIPE_WEBHOOK_SECRET_PLATFORM": PLATFORM_SECRET,
         "LOG_LEVEL": "WARNING",
     }
+
+    def delivery(event_id: str) -> dict[str, Any]:
+        event = json.dumps(
+            {"id": event_id, "object": "event", "type": "account.updated", "created": 1, "livemode": False}
+            | {"data": {"object": {}}}
+        )
+        return {"content": event, "headers": {"Stripe-Signature": stripe_signature(event, PLATFORM_SECRET)}}
+
+    migrated = subprocess.run(
+        [sys.executable, "-m", "marketplace.cli", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert migrated.returncode == 0, migrated.stderr
     async with api_process(env, port) as api:
         http = api.http
         before = await http.get("/health/ready")
         assert before.status_code == 200, before.text  # the pool holds a live connection now
+        stored = await http.post("/webhooks/stripe", **delivery("evt_before_outage"))
+        assert stored.status_code == 200, stored.text  # and so does the ingest path's own pool
         throwaway_postgres.cleanup()  # stop PostgreSQL under the running API
 
         live = await http.get("/health/live")
@@ -154,22 +185,25 @@ async def test_a_stopped_database_is_503_unavailable_everywhere(settings: Settin
             assert problem["type"] == "urn:marketplace:problem:unavailable"
             assert problem["request_id"] == signup.headers["x-request-id"]
 
-        # A Stripe delivery that cannot be stored is refused with 503, so Stripe retries it later.
-        event = json.dumps(
-            {
-                "id": "evt_db_down",
-                "object": "event",
-                "type": "account.updated",
-                "created": 1,
-                "livemode": False,
-                "data": {"object": {}},
-            }
-        )
-        delivery = await http.post(
-            "/webhooks/stripe", content=event, headers={"Stripe-Signature": stripe_signature(event, PLATFORM_SECRET)}
-        )
-        assert delivery.status_code == 503
-        assert delivery.json()["type"] == "urn:marketplace:problem:event-store-unavailable"
+        # A Stripe delivery that cannot be stored is refused with 503, so Stripe retries it later; twice,
+        # as above (the ingest pool's dead connection, then a refused reconnect).
+        for _ in range(2):
+            refused = await http.post("/webhooks/stripe", **delivery("evt_db_down"))
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["type"] == "urn:marketplace:problem:event-store-unavailable"
+
+        # PostgreSQL comes back: Stripe's retry of that delivery is stored, with nothing restarted.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+            restarted = pgserver.get_server(throwaway_postgres.pgdata, cleanup_mode="stop")
+        try:
+            retried = await http.post("/webhooks/stripe", **delivery("evt_db_down"))
+            assert retried.status_code == 200, retried.text
+            assert retried.json()["outcome"] == "stored"
+            ids = await _event_ids(restarted.get_uri())
+            assert ids == {"evt_before_outage", "evt_db_down"}
+        finally:
+            restarted.cleanup()
     lines = json_log_lines(api.log)
     outage = [line for line in lines if "unavailable" in line["msg"] and line["logger"] == "marketplace.errors"]
     assert outage, lines

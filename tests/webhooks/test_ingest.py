@@ -322,3 +322,22 @@ async def test_event_whose_insert_commits_after_its_503_is_still_processed(
     assert (await queue_due(ctx, pending_grace=timedelta(0)))["pending"] == len(late)  # the sweeper
     await run_worker()
     assert {e["id"]: recorder.calls[e["id"]] for e in events} == {e["id"]: 1 for e in events}
+
+
+async def test_deliveries_are_stored_while_the_apis_own_pool_is_exhausted(wh_client: Any) -> None:
+    """Stripe's deliveries have connections of their own: slow API queries holding every connection of
+    the shared pool do not make a delivery wait (and Stripe time out and retry)."""
+    from marketplace.db import DB
+
+    pool = DB.pool
+    assert pool is not None
+    held = [await pool.acquire() for _ in range(pool.get_max_size())]
+    try:
+        event = make_event()
+        response = await asyncio.wait_for(post_event(wh_client, event), timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.json()["outcome"] == "stored"
+    finally:
+        for conn in held:
+            await pool.release(conn)
+    assert await stored(event["id"]) is not None
