@@ -18,6 +18,7 @@ import stripe
 from connect.client import build_stripe_client, close_stripe_client
 from marketplace.devrun import SANDBOX_KEY, _sync_webhook_endpoints
 from tests.conftest import free_port, serve
+from tests.support.asgi import read_body, serve_lifespan
 
 
 def test_a_live_key_stops_make_run_before_anything_starts(tmp_path: Path) -> None:
@@ -49,17 +50,9 @@ class Receiver:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+            await serve_lifespan(receive, send)
+            return
+        body = await read_body(receive)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         self.deliveries.append((scope["path"], body, headers.get("stripe-signature", "")))
         await send({"type": "http.response.start", "status": 200, "headers": []})

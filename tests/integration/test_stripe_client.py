@@ -14,6 +14,7 @@ import stripe
 
 from marketplace.app import create_app
 from tests.conftest import free_port, in_process, make_settings, serve
+from tests.support.asgi import serve_lifespan
 
 
 class FailingStripe:
@@ -24,13 +25,8 @@ class FailingStripe:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         self.requests.append({k.decode(): v.decode() for k, v in scope["headers"]})
         body = json.dumps({"error": {"type": "api_error", "message": "down for the test"}}).encode()
         await send({"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"application/json")]})

@@ -16,6 +16,7 @@ import uvicorn
 
 from sandbox.control import SandboxControl
 from sandbox.server import RunningSandbox, SandboxConfig, free_port, run_in_thread
+from tests.support.asgi import read_body, serve_lifespan
 
 API_KEY = "sk_test_sandbox_0123456789"
 RETRY = (0.05, 0.1, 0.2)
@@ -59,19 +60,9 @@ class Receiver:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif msg["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+            await serve_lifespan(receive, send)
+            return
+        body = await read_body(receive)
         with self.lock:
             status = 200
             if self.fail_remaining > 0:
