@@ -81,7 +81,10 @@ def _payment_method(kind: str, number: str | None) -> tuple[str, Obj]:
 def _ensure_intent(sb: Sandbox, session: Obj, x: Obj, owner: str) -> Obj:
     if session["payment_intent"] is not None:
         pi: Obj = sb.store.find(session["payment_intent"]) or {}
-        return pi
+        if pi.get("status") != "canceled":
+            return pi
+        # Canceled when a discount took the total to 0; a later code made it payable again. A canceled
+        # PaymentIntent can never be confirmed: the session gets a new one, for its current total.
     pid: Obj = x["payment_intent_data"]
     transfer_data = None
     if pid.get("destination"):

@@ -76,6 +76,29 @@ async def test_a_full_discount_after_a_decline_cancels_the_payment_intent(
     assert (await client.v1.promotion_codes.retrieve_async(promo)).times_redeemed == 1
 
 
+async def test_a_code_replacing_a_full_discount_is_paid_through_a_new_payment_intent(
+    client: stripe.StripeClient, http: httpx.AsyncClient
+) -> None:
+    """Decline (PaymentIntent for 2000), FREE (it is canceled), then 10 % off: the buyer pays 1800
+    through a new PaymentIntent; the canceled one is never revived nor charged its old amount."""
+    await _promo(client, "FREE2", percent_off=100)
+    await _promo(client, "TENOFF", percent_off=10)
+    session = await client.v1.checkout.sessions.create_async(params=session_params(allow_promotion_codes=True))
+    await _decline(http, session.id)
+    first = str((await client.v1.checkout.sessions.retrieve_async(session.id)).payment_intent)
+    assert (await http.post(f"/c/pay/{session.id}/promo", data={"code": "FREE2"})).status_code == 303
+    assert (await http.post(f"/c/pay/{session.id}/promo", data={"code": "TENOFF"})).status_code == 303
+    assert (await http.post(f"/c/pay/{session.id}/card", data={"card": "4242424242424242"})).status_code == 303
+    s = await client.v1.checkout.sessions.retrieve_async(session.id, params={"expand": ["payment_intent"]})
+    assert (s.status, s.payment_status, s.amount_total) == ("complete", "paid", 1800)
+    pi = s.payment_intent
+    assert pi is not None and not isinstance(pi, str)
+    assert pi.id != first
+    ch = await client.v1.charges.retrieve_async(str(pi.latest_charge))
+    assert (pi.status, pi.amount, pi.amount_received, ch.amount) == ("succeeded", 1800, 1800, 1800)
+    assert (await client.v1.payment_intents.retrieve_async(first)).status == "canceled"
+
+
 async def test_a_code_cannot_bring_the_total_below_the_minimum_charge(
     client: stripe.StripeClient, http: httpx.AsyncClient
 ) -> None:
