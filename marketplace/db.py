@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+import asyncpg
 from piccolo.engine.postgres import PostgresEngine
 
 os.environ.setdefault("PICCOLO_CONF", "marketplace.piccolo_conf")
@@ -54,12 +55,16 @@ async def stop_database() -> None:
     _users = max(0, _users - 1)
     pool = DB.pool
     if _users == 0 and pool is not None:
-        try:
-            # Graceful close waits for every borrowed connection; a stuck borrower must not hang shutdown.
-            await asyncio.wait_for(pool.close(), timeout=10)
-        except TimeoutError:
-            pool.terminate()
+        await close_pool(pool)
         DB.pool = None
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    """Close gracefully (waits for every borrowed connection), but a stuck borrower must not hang shutdown."""
+    try:
+        await asyncio.wait_for(pool.close(), timeout=10)
+    except TimeoutError:
+        pool.terminate()
 
 
 async def ping_database(engine: PostgresEngine = DB, timeout: float = 2.0) -> None:

@@ -33,7 +33,7 @@ from typing import Any, cast
 
 import asyncpg
 
-from marketplace.db import DB
+from marketplace.db import DB, close_pool
 from webhooks.registry import Endpoint, StoredEvent
 from webhooks.tables import EventStatus
 
@@ -43,9 +43,9 @@ MAX_ERROR_CHARS = 4000
 
 
 @asynccontextmanager
-async def connection() -> AsyncIterator[asyncpg.Connection]:
-    """A connection from the app/worker pool, or a one-off connection when no pool runs (CLI)."""
-    pool = DB.pool
+async def connection(pool: asyncpg.Pool | None = None) -> AsyncIterator[asyncpg.Connection]:
+    """A connection from `pool`, else from the app/worker pool, else a one-off one when no pool runs (CLI)."""
+    pool = pool or DB.pool
     if pool is not None:
         async with pool.acquire() as conn:
             yield conn
@@ -100,9 +100,10 @@ RETURNING id
 
 _Pending = tuple[NewEvent, "str | None", "asyncio.Future[bool]"]
 
-# SQLSTATE classes that say "the server or the connection", not "this row": connection exception,
-# insufficient resources, operator intervention (incl. statement timeout), system error, internal error.
-_NOT_ROW_SPECIFIC = ("08", "53", "57", "58", "XX")
+# SQLSTATE classes that can be one row's fault: data exception (jsonb refusing a value, a value too
+# long) and integrity constraint violation. Anything else (a lost connection, a read-only standby after
+# a failover, a missing column, a serialization failure) fails every row alike: no row-by-row retry.
+_ROW_SPECIFIC = ("22", "23")
 
 
 def _row_specific(exc: BaseException) -> bool:
@@ -110,7 +111,7 @@ def _row_specific(exc: BaseException) -> bool:
     if not isinstance(exc, asyncpg.PostgresError):
         return False
     sqlstate = str(getattr(exc, "sqlstate", "") or "")
-    return sqlstate[:2] not in _NOT_ROW_SPECIFIC
+    return sqlstate[:2] in _ROW_SPECIFIC
 
 
 def _row_values(event: NewEvent, note: str | None) -> tuple[Any, ...]:
@@ -153,17 +154,8 @@ class _GroupCommit:
         self.waiting: list[_Pending] = []
         self.in_flight = 0
         self.tasks: set[asyncio.Task[None]] = set()
-        self.pool: asyncpg.Pool | None = None
+        self.pool: asyncpg.Pool | None = None  # the ingest pool, while an API process runs
         self.pool_users = 0
-
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        if self.pool is None:
-            async with connection() as conn:
-                yield conn
-            return
-        async with self.pool.acquire() as conn:
-            yield conn
 
     async def insert(self, event: NewEvent, note: str | None) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -191,7 +183,7 @@ class _GroupCommit:
                 first.setdefault(event.id, index)  # a copy within the batch is a duplicate of the first
             rows = [_row_values(event, note) for event, note, _ in (batch[i] for i in first.values())]
             refused: dict[str, BaseException] = {}
-            async with self.connection() as conn:
+            async with connection(self.pool) as conn:
                 if len(rows) == 1:
                     new_id = await conn.fetchval(_INSERT_ONE, *rows[0])
                     inserted = {new_id} if new_id is not None else set()
@@ -266,9 +258,11 @@ async def open_ingest_pool(dsn: str) -> None:
     group = _group_commit()
     group.pool_users += 1
     if group.pool is None:
-        group.pool = await asyncpg.create_pool(
+        pool = asyncpg.create_pool(
             dsn, min_size=0, max_size=group.max_in_flight, command_timeout=30, reset=_keep_session
         )
+        group.pool = pool  # before the await: a second opener in this loop shares it
+        await pool
 
 
 async def close_ingest_pool() -> None:
@@ -277,10 +271,7 @@ async def close_ingest_pool() -> None:
     pool = group.pool
     if group.pool_users == 0 and pool is not None:
         group.pool = None
-        try:
-            await asyncio.wait_for(pool.close(), timeout=10)
-        except TimeoutError:
-            pool.terminate()
+        await close_pool(pool)
 
 
 @dataclass(frozen=True, slots=True)

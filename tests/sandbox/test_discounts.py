@@ -92,7 +92,8 @@ async def test_a_code_replacing_a_full_discount_is_paid_through_a_new_payment_in
     s = await client.v1.checkout.sessions.retrieve_async(session.id, params={"expand": ["payment_intent"]})
     assert (s.status, s.payment_status, s.amount_total) == ("complete", "paid", 1800)
     pi = s.payment_intent
-    assert pi is not None and not isinstance(pi, str)
+    assert pi is not None
+    assert not isinstance(pi, str)
     assert pi.id != first
     ch = await client.v1.charges.retrieve_async(str(pi.latest_charge))
     assert (pi.status, pi.amount, pi.amount_received, ch.amount) == ("succeeded", 1800, 1800, 1800)
