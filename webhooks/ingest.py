@@ -18,7 +18,7 @@ import msgspec
 import stripe
 
 from marketplace.observability import METRICS
-from marketplace.problems import Problem, Unavailable
+from marketplace.problems import RETRY_AFTER_SECONDS, Problem, Unavailable
 from marketplace.settings import Secret, Settings
 from webhooks import store
 from webhooks.registry import Endpoint
@@ -38,7 +38,7 @@ METRICS.describe("webhook_misrouted_total", "counter", "Events that reached the 
 
 
 class InvalidDelivery(Problem):
-    """400: the delivery is not a validly signed Stripe event; nothing was stored."""
+    """The delivery is not a validly signed Stripe event; nothing was stored."""
 
     status = 400
     slug = "invalid-webhook"
@@ -59,7 +59,7 @@ class DeliveryTooLarge(InvalidDelivery):
 
 
 class EventStoreUnavailable(Unavailable):
-    """503: the event could not be stored; Stripe retries the delivery later."""
+    """The event could not be stored; Stripe retries the delivery later."""
 
     slug = "event-store-unavailable"
     title = "Event store unavailable"
@@ -190,7 +190,9 @@ async def _receive(endpoint: Endpoint, raw: bytes, signature: str | None, settin
             type(exc).__name__,
             extra={"event_id": envelope.id, "event_type": envelope.type},
         )
-        raise EventStoreUnavailable("The event could not be stored; retry later.") from exc
+        raise EventStoreUnavailable(
+            "The event could not be stored; retry later.", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+        ) from exc
     outcome: Outcome = "duplicate" if not inserted else ("stored" if mode_matches else "ignored")
     METRICS.inc("webhook_deliveries_total", endpoint=endpoint, outcome=outcome)
     if not mode_matches and inserted:

@@ -30,7 +30,7 @@ from marketplace.observability import METRICS
 from marketplace.problems import PROBLEM_JSON, Conflict, NotFound, Problem, body_of
 from marketplace.settings import Settings
 from webhooks import store
-from webhooks.ingest import DeliveryTooLarge, InvalidDelivery, check_size, receive
+from webhooks.ingest import BadSignature, DeliveryTooLarge, EventStoreUnavailable, InvalidDelivery, check_size, receive
 from webhooks.queueing import enqueue_event, enqueuer_for
 from webhooks.registry import Endpoint
 
@@ -199,6 +199,7 @@ class InternalError(Problem):
     title = "Internal server error"
 
 
+_WEBHOOK_PROBLEMS = [InvalidDelivery, BadSignature, DeliveryTooLarge, EventStoreUnavailable]
 _WEBHOOK_DESCRIPTION = (
     "Verifies `Stripe-Signature` over the raw body against this endpoint's secrets (any may match, for "
     "rotation), stores the event, then answers 200; processing is asynchronous. 400: bad signature or "
@@ -210,6 +211,7 @@ _WEBHOOK_DESCRIPTION = (
     "/webhooks/stripe",
     operation_id="receivePlatformWebhook",
     tags=["webhooks"],
+    raises=_WEBHOOK_PROBLEMS,
     summary="Stripe events of the platform account",
     description=_WEBHOOK_DESCRIPTION,
     status_code=200,
@@ -222,6 +224,7 @@ async def platform_webhook(request: Request[Any, Any, Any]) -> DeliveryAck:
     "/webhooks/stripe/connect",
     operation_id="receiveConnectWebhook",
     tags=["webhooks"],
+    raises=_WEBHOOK_PROBLEMS,
     summary="Stripe events of connected accounts",
     description=_WEBHOOK_DESCRIPTION,
     status_code=200,
@@ -292,6 +295,7 @@ class EventAdminController(Controller):
         operation_id="replayStripeEvent",
         summary="Process one stored event again (fresh attempt budget)",
         status_code=202,
+        raises=[Conflict],
     )
     async def replay_one(self, event_id: FromPath[str], arq: ArqDep, settings: SettingsDep) -> ReplayResult:
         replayed = await store.replay(ids=[event_id], limit=1, livemode=settings.livemode)

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 import stripe
 from litestar import Controller, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Redirect
 
@@ -119,12 +120,13 @@ class SellerMeController(Controller):
     @post(
         "/stripe-account",
         operation_id="createMyConnectedAccount",
-        summary="Create the seller's Stripe connected account (once; later calls return the same one)",
+        summary="Create the seller's Stripe connected account, or return the current one",
         description=(
             "201 with a new account the first time, and again after the current account was disconnected "
             "(the seller connects a new one); 200 with the current account otherwise."
         ),
         status_code=200,
+        responses={201: ResponseSpec(data_container=ConnectedAccountOut, description="A new connected account.")},
         raises=[onboarding.UnsupportedAccount, UpstreamError, Unavailable],
     )
     async def create_account(

@@ -191,6 +191,7 @@ async def test_a_stopped_database_is_503_unavailable_everywhere(settings: Settin
             refused = await http.post("/webhooks/stripe", **delivery("evt_db_down"))
             assert refused.status_code == 503, refused.text
             assert refused.json()["type"] == "urn:marketplace:problem:event-store-unavailable"
+            assert refused.headers["retry-after"].isdigit()
 
         # PostgreSQL comes back: Stripe's retry of that delivery is stored, with nothing restarted.
         with warnings.catch_warnings():

@@ -117,6 +117,22 @@ async def test_the_statuses_the_api_answers_are_the_documented_ones(client: Clie
     assert "400" in schema["paths"]["/buyers"]["post"]["responses"]
 
 
+async def test_webhook_refusals_and_account_creation_are_documented(client: Client, schema: dict[str, Any]) -> None:
+    """A refused delivery answers a 400 problem its operation documents (with its type); a store
+    outage is documented as `event-store-unavailable`; a newly created account as 201."""
+    refused = await client.post("/webhooks/stripe", content=b"{}", headers={"content-type": "application/json"})
+    assert refused.status_code == 400
+    slug = refused.json()["type"].removeprefix("urn:marketplace:problem:")
+    for path in ("/webhooks/stripe", "/webhooks/stripe/connect"):
+        responses = schema["paths"][path]["post"]["responses"]
+        assert f"`{slug}`" in responses["400"]["description"]
+        assert "`webhook-too-large`" in responses["400"]["description"]
+        assert "`event-store-unavailable`" in responses["503"]["description"]
+    created = schema["paths"]["/sellers/me/stripe-account"]["post"]["responses"]
+    assert {"200", "201"} <= set(created)
+    assert created["201"]["content"]["application/json"]["schema"]["$ref"].endswith("/ConnectedAccountOut")
+
+
 async def test_an_unknown_onboarding_state_redirects_to_the_seller_page(client: Client) -> None:
     response = await client.get(f"/sellers/onboarding/{uuid.uuid4()}/refresh")
     assert response.status_code == 303
