@@ -11,6 +11,7 @@ by the routes (which render them) and by the worker (which counts them).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 
 from redis.asyncio import Redis
@@ -48,17 +49,21 @@ class _SharedCounts:
         self.pending: dict[_Series, float] = {}
         self.added = 0
         self.task: asyncio.Task[None] | None = None
+        self.wake = asyncio.Event()  # cuts the current wait short: FLUSH_AT counts, or shutdown
 
     def add(self, name: str, amount: float, **labels: str) -> None:
         key = (name, tuple(sorted(labels.items())))
         self.pending[key] = self.pending.get(key, 0.0) + amount
         self.added += 1
         if self.task is None or self.task.done():
-            delay = 0.0 if self.added >= FLUSH_AT else FLUSH_DELAY_SECONDS
-            self.task = asyncio.create_task(self._flush_after(delay), name="shared-metrics-flush")
+            self.wake.clear()
+            self.task = asyncio.create_task(self._flush_soon(), name="shared-metrics-flush")
+        if self.added >= FLUSH_AT:
+            self.wake.set()
 
-    async def _flush_after(self, delay: float) -> None:
-        await asyncio.sleep(delay)
+    async def _flush_soon(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), FLUSH_DELAY_SECONDS)
         await self.flush()
 
     async def flush(self) -> None:
@@ -104,5 +109,6 @@ async def flush_counts() -> None:
     """Share every gathered count now (worker shutdown)."""
     for counts in list(_COUNTS.values()):
         if counts.task is not None and not counts.task.done():
-            counts.task.cancel()
+            counts.wake.set()  # a flush already under way finishes (cancelling it would drop its batch)
+            await counts.task
         await counts.flush()

@@ -508,6 +508,22 @@ async def test_worker_counts_refused_by_redis_are_added_once_it_answers(
     assert metric_value((await wh_client.get("/metrics")).text, series) == 2
 
 
+async def test_a_full_batch_of_worker_counts_is_shared_without_waiting_out_the_delay(
+    wh_client: Any, redis_pool: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FLUSH_AT counts are shared at once, not after the flush delay (made 60 s here)."""
+    from webhooks import metrics
+
+    monkeypatch.setattr(metrics, "FLUSH_DELAY_SECONDS", 60.0)
+    series = 'webhook_events_processed_total{outcome="processed",type="test.full_batch"}'
+    for _ in range(metrics.FLUSH_AT):
+        metrics.count_outcome(redis_pool, "test.full_batch", "processed")
+    deadline = time.monotonic() + 10
+    while metric_value((await wh_client.get("/metrics")).text, series) != metrics.FLUSH_AT:
+        assert time.monotonic() < deadline, "the full batch was not shared"
+        await asyncio.sleep(0.05)
+
+
 def test_build_worker_runs_the_pipeline_crons_with_timeouts_from_the_lease(wh_settings: Any) -> None:
     from dataclasses import replace
 
