@@ -52,6 +52,10 @@ log = logging.getLogger("webhooks.worker")
 LEASE_MARGIN_SECONDS = 5.0  # a handler is cancelled this long before its lease expires
 JOB_TIMEOUT_SLACK_SECONDS = 10  # arq's own timeout on top of the lease: time to record the outcome
 PENDING_GRACE = timedelta(seconds=5)  # ingest normally queues within milliseconds; after this, sweep
+# A retry is due by PostgreSQL's clock (`next_attempt_at`) but deferred by this worker's: run it a little
+# late (a tenth of the delay, at most this), so a worker clock behind the database's does not fire it
+# early (the claim skips it, and it waits for the sweeper).
+RETRY_CLOCK_SLACK = timedelta(seconds=1)
 SWEEP_BATCH = 1000
 
 
@@ -200,7 +204,7 @@ async def _queue_retry(redis: ArqRedis | None, event_id: str, attempts: int, del
         return
     extra = {"event_id": event_id}
     try:
-        await enqueue_event(redis, event_id, attempts=attempts, defer_by=delay)
+        await enqueue_event(redis, event_id, attempts=attempts, defer_by=delay + min(RETRY_CLOCK_SLACK, delay / 10))
     except Exception as enqueue_error:  # the sweeper queues it when it is due
         log.warning("could not queue the retry (%s); the sweeper will", type(enqueue_error).__name__, extra=extra)
 
