@@ -143,3 +143,33 @@ async def test_admin_token_from_the_cli_opens_admin_routes(client: Client, setti
 async def test_unknown_fields_are_rejected(client: Client) -> None:
     response = await client.post("/buyers", json={**payload(BuyerSignupFactory), "is_admin": True})
     assert response.status_code == 400
+
+
+async def test_the_migration_forgets_onboarding_states_older_code_kept_in_synced_from(client: Client) -> None:
+    """Older code stored `return:<state>` (a capability) in a field the API shows; the migration
+    rewrites it to `return` and leaves every other value alone."""
+    import importlib
+    from datetime import UTC, datetime
+
+    from marketplace.sellers.tables import ConnectedAccount
+
+    seller = await sign_up_seller(client)
+    state = uuid.uuid4()
+    leaked, other = uuid.uuid4(), uuid.uuid4()
+    for row_id, generation, synced_from in ((leaked, 1, f"return:{state}"), (other, 2, "event:evt_1")):
+        await ConnectedAccount.insert(
+            ConnectedAccount(
+                id=row_id,
+                seller=seller["seller"]["id"],
+                generation=generation,
+                profile="platform_managed",
+                synced_from=synced_from,
+                created_at=datetime.now(UTC),
+            )
+        )
+    migration = importlib.import_module("migrations.marketplace_2026_11_25t23_00_00_000000")
+    await (await migration.forwards()).run()
+    rows = await ConnectedAccount.select(ConnectedAccount.id, ConnectedAccount.synced_from).where(
+        ConnectedAccount.seller == seller["seller"]["id"]
+    )
+    assert {row["id"]: row["synced_from"] for row in rows} == {leaked: "return", other: "event:evt_1"}
