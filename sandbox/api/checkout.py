@@ -249,7 +249,6 @@ def list_coupons(ctx: Ctx) -> Obj:
         "metadata",
         "restrictions[minimum_amount]",
         "restrictions[minimum_amount_currency]",
-        "restrictions[first_time_transaction]",
     ),
 )
 def create_promotion_code(ctx: Ctx) -> Obj:
@@ -266,6 +265,13 @@ def create_promotion_code(ctx: Ctx) -> Obj:
         if other["active"] and other["code"].lower() == code.lower():
             raise invalid(f"An active promotion code with `code: {code}` already exists.", "code")
     restr = get_dict(p, "restrictions")
+    minimum_amount = get_int(restr, "minimum_amount", "restrictions[minimum_amount]")
+    minimum_currency = get_str(restr, "minimum_amount_currency")
+    if minimum_amount is not None and minimum_currency is None:
+        raise invalid(
+            "`restrictions[minimum_amount_currency]` is required with `restrictions[minimum_amount]`.",
+            "restrictions[minimum_amount_currency]",
+        )
     pc = objects.promotion_code(
         code,
         coupon,
@@ -273,9 +279,9 @@ def create_promotion_code(ctx: Ctx) -> Obj:
         expires_at=get_int(p, "expires_at"),
         max_redemptions=get_int(p, "max_redemptions", minimum=1),
         metadata=metadata(p),
-        minimum_amount=get_int(restr, "minimum_amount", "restrictions[minimum_amount]"),
-        minimum_amount_currency=get_str(restr, "minimum_amount_currency"),
-        first_time_transaction=bool(get_bool(restr, "first_time_transaction")),
+        minimum_amount=minimum_amount,
+        minimum_amount_currency=minimum_currency.lower() if minimum_currency else None,
+        first_time_transaction=False,  # not emulated (the sandbox keeps no customer history)
     )
     ctx.sb.store.add("promotion_code", ctx.account, pc)
     return pc
@@ -334,7 +340,9 @@ def promotion_usable(sb: Sandbox, pc: Obj, subtotal: int, currency: str, param: 
         or (pc["max_redemptions"] and pc["times_redeemed"] >= pc["max_redemptions"])
     ):
         raise invalid(f"Promotion code {pc['code']} is inactive or expired.", param)
-    minimum = pc["restrictions"]["minimum_amount"]
+    minimum, minimum_currency = pc["restrictions"]["minimum_amount"], pc["restrictions"]["minimum_amount_currency"]
+    if minimum and minimum_currency != currency:
+        raise invalid(f"Promotion code {pc['code']} only applies to orders in {minimum_currency}.", param)
     if minimum and subtotal < minimum:
         raise invalid(f"This promotion code requires a minimum order of {money.money(minimum, currency)}.", param)
     coupon: Obj = sb.store.find(pc["promotion"]["coupon"]) or {}

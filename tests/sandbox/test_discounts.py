@@ -112,6 +112,38 @@ async def test_a_code_cannot_bring_the_total_below_the_minimum_charge(
     assert (s.amount_total, s.discounts) == (2000, [])
 
 
+async def test_a_minimum_order_counts_only_in_its_own_currency(
+    client: stripe.StripeClient, http: httpx.AsyncClient
+) -> None:
+    coupon = await client.v1.coupons.create_async(params={"percent_off": 10})
+    restrictions = {"minimum_amount": 1500, "minimum_amount_currency": "usd"}
+    await client.v1.promotion_codes.create_async(
+        params={"promotion": {"type": "coupon", "coupon": coupon.id}, "code": "MIN15", "restrictions": restrictions}
+    )
+    usd = await client.v1.checkout.sessions.create_async(params=session_params(allow_promotion_codes=True))
+    assert (await http.post(f"/c/pay/{usd.id}/promo", data={"code": "MIN15"})).status_code == 303
+    assert (await client.v1.checkout.sessions.retrieve_async(usd.id)).amount_total == 1800
+    eur_params = session_params(allow_promotion_codes=True)
+    eur_params["line_items"][0]["price_data"]["currency"] = "eur"
+    eur = await client.v1.checkout.sessions.create_async(params=eur_params)
+    refused = await http.post(f"/c/pay/{eur.id}/promo", data={"code": "MIN15"})
+    assert refused.status_code == 400  # 2000 cents of euros are not 15 dollars
+    assert (await client.v1.checkout.sessions.retrieve_async(eur.id)).amount_total == 2000
+    with pytest.raises(stripe.InvalidRequestError) as missing:
+        await client.v1.promotion_codes.create_async(
+            params={"promotion": {"type": "coupon", "coupon": coupon.id}, "restrictions": {"minimum_amount": 1}}
+        )
+    assert missing.value.param == "restrictions[minimum_amount_currency]"
+    with pytest.raises(stripe.InvalidRequestError) as unemulated:
+        await client.v1.promotion_codes.create_async(
+            params={
+                "promotion": {"type": "coupon", "coupon": coupon.id},
+                "restrictions": {"first_time_transaction": True},
+            }
+        )
+    assert unemulated.value.param == "restrictions[first_time_transaction]"
+
+
 async def test_bank_debits_redeem_codes(
     client: stripe.StripeClient, control: SandboxControl, http: httpx.AsyncClient
 ) -> None:
