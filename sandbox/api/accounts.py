@@ -142,8 +142,15 @@ UPDATE_PARAMS = (
 )
 
 
-def _tos(params: Obj, current: Obj) -> Obj:
+def _tos(params: Obj, current: Obj, controller: Obj) -> Obj:
+    """`tos_acceptance` as given; only a platform that collects requirements (Custom) may record it."""
     tos = get_dict(params, "tos_acceptance")
+    if tos and controller.get("requirement_collection") != "application":
+        raise invalid(
+            "You cannot accept the Terms of Service on behalf of an account where Stripe collects requirements "
+            "(`controller[requirement_collection]=stripe`, which includes Standard and Express accounts).",
+            "tos_acceptance",
+        )
     date = get_int(tos, "date", "tos_acceptance[date]")
     return {
         "date": current["date"] if date is None else date,
@@ -186,7 +193,7 @@ def create_account(ctx: Ctx) -> Obj:
         metadata=metadata(p),
         business_profile=bp,
     )
-    acct["tos_acceptance"] = _tos(p, acct["tos_acceptance"])
+    acct["tos_acceptance"] = _tos(p, acct["tos_acceptance"], acct["controller"])
     ctx.sb.store.add("account", ctx.platform, acct, {"requested_at": now()})
     return acct
 
@@ -225,7 +232,7 @@ def update_account(ctx: Ctx) -> Obj:
     for k, v in get_dict(p, "business_profile").items():
         if k in acct["business_profile"] and isinstance(v, str):
             acct["business_profile"][k] = v or None
-    acct["tos_acceptance"] = _tos(p, acct["tos_acceptance"])
+    acct["tos_acceptance"] = _tos(p, acct["tos_acceptance"], acct["controller"])
     acct["capabilities"] = _capabilities(p, acct["capabilities"])
     acct["metadata"] = metadata(p, acct["metadata"])
     previous = changes(before, acct)

@@ -239,3 +239,20 @@ async def test_malformed_values_get_stripes_error_not_a_crash(
         "/v1/prices", content="currency=usd&unit_amount_decimal=inf&product_data[name]=x", headers=auth
     )
     assert (bad_decimal.status_code, bad_decimal.json()["error"]["param"]) == (400, "unit_amount_decimal")
+
+
+async def test_only_a_platform_collecting_requirements_records_terms_acceptance(client: stripe.StripeClient) -> None:
+    """Stripe takes `tos_acceptance` only where the platform collects requirements (Custom accounts)."""
+    tos = {"date": 1700000000, "ip": "1.2.3.4"}
+    express = await client.v1.accounts.create_async(params={"type": "express"})
+    with pytest.raises(stripe.InvalidRequestError) as on_update:
+        await client.v1.accounts.update_async(express.id, params={"tos_acceptance": tos})
+    assert on_update.value.param == "tos_acceptance"
+    with pytest.raises(stripe.InvalidRequestError) as on_create:
+        await client.v1.accounts.create_async(params={"type": "standard", "tos_acceptance": tos})
+    assert on_create.value.param == "tos_acceptance"
+    unchanged = await client.v1.accounts.retrieve_async(express.id)
+    assert unchanged.tos_acceptance is None or unchanged.tos_acceptance.date is None
+    custom = await client.v1.accounts.create_async(params={"type": "custom", "tos_acceptance": tos})
+    assert custom.tos_acceptance is not None
+    assert custom.tos_acceptance.date == 1700000000
