@@ -168,7 +168,7 @@ async def ensure_connected_account(
             await ConnectedAccount.select()
             .where(ConnectedAccount.seller == seller["id"])
             .order_by(ConnectedAccount.generation, ascending=False)
-            .lock_rows("UPDATE")
+            .lock_rows("NO KEY UPDATE")
             .output(load_json=True)
             .first()
         )
@@ -293,7 +293,7 @@ async def _record_unrecorded_account(client: stripe.StripeClient, account_id: st
         await ConnectedAccount.select()
         .where(ConnectedAccount.seller == seller_id)
         .order_by(ConnectedAccount.generation, ascending=False)
-        .lock_rows("UPDATE")
+        .lock_rows("NO KEY UPDATE")
         .first()
     )
     if current is None or current["disconnected_at"] is not None:
@@ -311,11 +311,15 @@ async def _record_unrecorded_account(client: stripe.StripeClient, account_id: st
 
 
 async def _lock_account(account_id: str) -> dict[str, Any] | None:
-    """The account's row (with its seller's principal), locked until the caller's transaction ends."""
+    """The account's row (with its seller's principal), locked until the caller's transaction ends.
+
+    `NO KEY UPDATE`, like every lock on an account row here: it serializes syncs (held across a Stripe
+    read) but not the rows that merely reference the account, so minting a link never waits for Stripe.
+    """
     row = (
         await ConnectedAccount.select(*ConnectedAccount.all_columns(), ConnectedAccount.seller.principal)
         .where(ConnectedAccount.stripe_account_id == account_id)
-        .lock_rows("UPDATE", of=(ConnectedAccount,))
+        .lock_rows("NO KEY UPDATE", of=(ConnectedAccount,))
         .output(load_json=True)
         .first()
     )
