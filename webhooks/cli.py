@@ -30,14 +30,12 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
         if args.event_id:
             replayed = await store.replay(ids=[args.event_id], limit=1, livemode=settings.livemode)
             if not replayed:
-                row = await store.get_event(args.event_id)
-                if row is None:
-                    reason = f"no stored event {args.event_id}"
-                elif row["livemode"] != settings.livemode:
-                    reason = f"{args.event_id} is of the other livemode than the configured key: never processed"
-                else:
-                    reason = f"{args.event_id} is being processed now"
-                print(reason, file=sys.stderr)
+                reasons = {
+                    "missing": f"no stored event {args.event_id}",
+                    "other_livemode": f"{args.event_id} is of the other livemode than the key: never processed",
+                    "processing": f"{args.event_id} is being processed now",
+                }
+                print(reasons[await store.why_not_replayed(args.event_id, settings.livemode)], file=sys.stderr)
                 return 1
         else:
             statuses = ["failed"] if args.failed else ["dead"]

@@ -300,13 +300,13 @@ class EventAdminController(Controller):
     async def replay_one(self, event_id: FromPath[str], arq: ArqDep, settings: SettingsDep) -> ReplayResult:
         replayed = await store.replay(ids=[event_id], limit=1, livemode=settings.livemode)
         if not replayed:
-            row = await store.get_event(event_id)
-            if row is None:
+            refusal = await store.why_not_replayed(event_id, settings.livemode)
+            if refusal == "missing":
                 raise NotFound(f"No stored event {event_id}.")
-            if row["livemode"] != settings.livemode:
+            if refusal == "other_livemode":
                 raise Conflict(
-                    f"Event {event_id} has livemode={str(row['livemode']).lower()}, unlike the configured Stripe "
-                    "key; it is never processed."
+                    f"Event {event_id} has livemode={str(not settings.livemode).lower()}, unlike the configured "
+                    "Stripe key; it is never processed."
                 )
             raise Conflict(f"Event {event_id} is being processed right now; replay it once that finishes.")
         return ReplayResult(replayed=[e.id for e in replayed], queued=await _queue_replayed(arq, replayed))

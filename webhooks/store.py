@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import asyncpg
 
@@ -499,6 +499,18 @@ async def replay(
             *args,
         )
     return [DueEvent(r["id"], r["attempts"], r["status"]) for r in rows]
+
+
+ReplayRefusal = Literal["missing", "other_livemode", "processing"]
+
+
+async def why_not_replayed(event_id: str, livemode: bool) -> ReplayRefusal:
+    """Why `replay(ids=[event_id])` replayed nothing: no such event, the other livemode, or a live lease."""
+    async with connection() as conn:
+        stored_livemode = await conn.fetchval("SELECT livemode FROM stripe_events WHERE id = $1", event_id)
+    if stored_livemode is None:
+        return "missing"
+    return "other_livemode" if stored_livemode != livemode else "processing"
 
 
 async def get_event(event_id: str) -> dict[str, Any] | None:

@@ -83,7 +83,6 @@ SESSION_PARAMS = (
     "consent_collection",
     "payment_method_options",
 )
-PAGE = ("limit", "starting_after", "ending_before")
 PAYMENT_METHOD_TYPES = ("card", "us_bank_account")  # what the hosted page can take
 
 
