@@ -104,15 +104,18 @@ async def seller_for_principal(principal_id: uuid.UUID) -> dict[str, Any]:
     return dict(row)
 
 
-async def account_for_seller(seller_id: uuid.UUID) -> dict[str, Any] | None:
-    """The seller's current connected account: the row of the highest generation (None before the first)."""
-    row = (
-        await ConnectedAccount.select()
+async def account_for_seller(seller_id: uuid.UUID, *, lock: bool = False) -> dict[str, Any] | None:
+    """The seller's current connected account: the row of the highest generation (None before the first).
+
+    `lock`: locked (`FOR NO KEY UPDATE`, see `_lock_account`) until the caller's transaction ends.
+    """
+    query = (
+        ConnectedAccount.select()
         .where(ConnectedAccount.seller == seller_id)
         .order_by(ConnectedAccount.generation, ascending=False)
         .output(load_json=True)
-        .first()
     )
+    row = await (query.lock_rows("NO KEY UPDATE") if lock else query).first()
     return dict(row) if row else None
 
 
@@ -164,14 +167,7 @@ async def ensure_connected_account(
     ).on_conflict(target=(ConnectedAccount.seller, ConnectedAccount.generation), action="DO NOTHING")
 
     async with DB.transaction():
-        row = (
-            await ConnectedAccount.select()
-            .where(ConnectedAccount.seller == seller["id"])
-            .order_by(ConnectedAccount.generation, ascending=False)
-            .lock_rows("NO KEY UPDATE")
-            .output(load_json=True)
-            .first()
-        )
+        row = await account_for_seller(seller["id"], lock=True)
         assert row is not None
         if row["stripe_account_id"]:
             return dict(row), False
@@ -289,13 +285,7 @@ async def _record_unrecorded_account(client: stripe.StripeClient, account_id: st
         seller_id = uuid.UUID(str((account.get("metadata") or {}).get("seller_id")))
     except ValueError:
         return None
-    current = (
-        await ConnectedAccount.select()
-        .where(ConnectedAccount.seller == seller_id)
-        .order_by(ConnectedAccount.generation, ascending=False)
-        .lock_rows("NO KEY UPDATE")
-        .first()
-    )
+    current = await account_for_seller(seller_id, lock=True)
     if current is None or current["disconnected_at"] is not None:
         return None
     if current["stripe_account_id"] is None:
