@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import stripe
 
-# Per attempt (the SDK's own default is 80 s). Callers may hold a row lock across a Stripe call (an
-# account's sync, its creation), so each call ends within (1 + max_network_retries) times this, plus backoff.
-DEFAULT_TIMEOUT_SECONDS = 30.0
+# Per attempt (the SDK's own default is 80 s). One call then ends within (1 + max_network_retries) times
+# this plus the SDK's sleeps between attempts; settings check that this fits under a webhook handler's
+# timeout (STRIPE_TIMEOUT_SECONDS, docs/architecture.md "Budgets").
+DEFAULT_TIMEOUT_SECONDS = 10.0
 
 
 def build_stripe_client(

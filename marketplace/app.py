@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             settings.stripe_secret_key.reveal(),
             api_base=settings.stripe_api_base,
             max_network_retries=settings.stripe_max_network_retries,
+            timeout_seconds=settings.stripe_timeout_seconds,
         )
         # Everything allocated so far lives as long as the process: move it out of the collector's way, so
         # full collections under load scan only request garbage (shorter pauses, a shorter latency tail).

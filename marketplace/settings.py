@@ -19,6 +19,16 @@ AccountProfile = Literal["platform_managed", "seller_managed"]
 APP_ENVS: tuple[AppEnv, ...] = ("development", "test", "production")
 ACCOUNT_PROFILES: tuple[AccountProfile, ...] = ("platform_managed", "seller_managed")
 LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
+# The budget order every webhook job keeps (docs/architecture.md, "Budgets"):
+#   one Stripe call (attempts * timeout + the SDK's sleeps between them)
+#   < the handler's timeout (the lease minus HANDLER_MARGIN_SECONDS, or a fifth of a shorter lease)
+#   < the lease (EVENT_LEASE_SECONDS)
+#   < arq's job timeout (the lease plus JOB_TIMEOUT_SLACK_SECONDS)
+# so a slow Stripe makes a call fail (and the event retry) before the handler is cut, a cut handler's
+# failure is recorded before its lease could be taken over, and arq never kills a job that still holds one.
+HANDLER_MARGIN_SECONDS = 5
+JOB_TIMEOUT_SLACK_SECONDS = 10
+STRIPE_SDK_MAX_RETRY_SLEEP_SECONDS = 5.0  # stripe-python's HTTPClient.MAX_DELAY between retries
 TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
 
 
@@ -89,7 +99,28 @@ class Settings:
     event_retention_days: int = 30
     event_lease_seconds: int = 60
     stripe_max_network_retries: int = 2
+    stripe_timeout_seconds: float = 10.0
+    worker_max_jobs: int = 20
+    worker_db_pool_size: int = 22
     log_level: str = "INFO"
+
+    @property
+    def stripe_call_budget_seconds(self) -> float:
+        """The longest one Stripe call can take: every attempt timing out, plus the SDK's sleeps between."""
+        retries = self.stripe_max_network_retries
+        return (1 + retries) * self.stripe_timeout_seconds + retries * STRIPE_SDK_MAX_RETRY_SLEEP_SECONDS
+
+    @property
+    def handler_timeout_seconds(self) -> float:
+        """A webhook handler is cancelled after this: before its lease runs out, so no other worker
+        can take over an event still running here."""
+        lease = float(self.event_lease_seconds)
+        return lease - min(float(HANDLER_MARGIN_SECONDS), lease / 5)
+
+    @property
+    def job_timeout_seconds(self) -> int:
+        """arq's timeout for one event's job: the lease plus time to record the outcome."""
+        return self.event_lease_seconds + JOB_TIMEOUT_SLACK_SECONDS
 
     @property
     def livemode(self) -> bool:
@@ -134,6 +165,36 @@ def _int(env: Mapping[str, str], name: str, default: int, problems: list[str], m
     if value < minimum:
         problems.append(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, problems: list[str], minimum: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        problems.append(f"{name} must be a number, got {raw!r}")
+        return default
+    if not value >= minimum or value == float("inf"):
+        problems.append(f"{name} must be a finite number of at least {minimum}, got {raw}")
+        return default
+    return value
+
+
+def budget_problems(settings: Settings) -> list[str]:
+    """Why the timeouts break the budget order (see `HANDLER_MARGIN_SECONDS`); empty when they keep it."""
+    budget = settings.stripe_call_budget_seconds
+    handler = settings.handler_timeout_seconds
+    if budget < handler:
+        return []
+    return [
+        f"one Stripe call may take {budget:g} s ((1 + STRIPE_MAX_NETWORK_RETRIES={settings.stripe_max_network_retries})"
+        f" * STRIPE_TIMEOUT_SECONDS={settings.stripe_timeout_seconds:g} s + "
+        f"{STRIPE_SDK_MAX_RETRY_SLEEP_SECONDS:g} s between retries), which does not fit under the webhook "
+        f"handler's timeout of {handler:g} s (EVENT_LEASE_SECONDS={settings.event_lease_seconds} minus a "
+        "margin to record the outcome): lower STRIPE_TIMEOUT_SECONDS or the retries, or raise the lease"
+    ]
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -227,6 +288,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         minimum_minor=_int(env, "PLATFORM_FEE_MINIMUM", 0, problems),
     )
 
+    stripe_timeout = _float(env, "STRIPE_TIMEOUT_SECONDS", 10.0, problems, minimum=0.5)
+    max_jobs = _int(env, "WORKER_MAX_JOBS", 20, problems, minimum=1)
+    # Each job may hold a connection for one statement at a time; the crons (sweeper, outbox) two more.
+    pool_size = _int(env, "WORKER_DB_POOL_SIZE", max_jobs + 2, problems, minimum=1)
+    if pool_size < max_jobs:
+        problems.append(
+            f"WORKER_DB_POOL_SIZE ({pool_size}) must be at least WORKER_MAX_JOBS ({max_jobs}): "
+            "jobs would wait for a connection instead of running"
+        )
+
     log_level = env.get("LOG_LEVEL", "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append("LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
@@ -251,8 +322,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         event_retention_days=_int(env, "EVENT_RETENTION_DAYS", 30, problems, minimum=1),
         event_lease_seconds=_int(env, "EVENT_LEASE_SECONDS", 60, problems, minimum=5),
         stripe_max_network_retries=_int(env, "STRIPE_MAX_NETWORK_RETRIES", 2, problems),
+        stripe_timeout_seconds=stripe_timeout,
+        worker_max_jobs=max_jobs,
+        worker_db_pool_size=pool_size,
         log_level=log_level,
     )
+    problems += budget_problems(settings)
     if problems:
         raise SettingsError(problems)
     return settings

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -34,17 +36,32 @@ def build_worker(settings: Settings | None = None, *, redis_pool: ArqRedis | Non
 
     async def startup(ctx: dict[str, Any]) -> None:
         configure_logging(settings.log_level, settings.secret_values())
-        await start_database(settings.database_url.reveal(), max_size=5)
+        # At least one connection per concurrent job (settings refuse a smaller pool): a job never waits
+        # for a connection another job holds. No job holds one across a Stripe call (connect.calls).
+        await start_database(settings.database_url.reveal(), max_size=settings.worker_db_pool_size)
         ctx["settings"] = settings
         ctx["stripe"] = build_stripe_client(
             settings.stripe_secret_key.reveal(),
             api_base=settings.stripe_api_base,
             max_network_retries=settings.stripe_max_network_retries,
+            timeout_seconds=settings.stripe_timeout_seconds,
         )
         ctx["notifier"] = LogNotifier()
+        # Unhandled events this worker's handlers take (parked by an older deploy's workers): once now,
+        # before taking jobs, then on a timer of this worker's own.
+        try:
+            await webhook_jobs.reoffer_unhandled(ctx)
+        except Exception as exc:
+            log.warning("re-offering unhandled events at start-up failed (%s); the timer retries", type(exc).__name__)
+        ctx["reoffer_task"] = asyncio.create_task(webhook_jobs.reoffer_loop(ctx))
         log.info("worker started")
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        task = ctx.pop("reoffer_task", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await webhook_jobs.flush_counts()  # arq closes its Redis pool right after this
         if "stripe" in ctx:
             await close_stripe_client(ctx["stripe"])
@@ -58,7 +75,7 @@ def build_worker(settings: Settings | None = None, *, redis_pool: ArqRedis | Non
         "on_shutdown": shutdown,
         "redis_settings": redis_settings_from_url(settings.redis_url.reveal()),
         "redis_pool": redis_pool,
-        "max_jobs": 20,
+        "max_jobs": settings.worker_max_jobs,
         # arq polls the queue every poll_delay seconds and starts at most 100 jobs per poll; its 0.5 s
         # default caps a worker at ~200 jobs/s (docs/performance.md). 50 ms costs ~20 cheap reads/s.
         "poll_delay": 0.05,

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from marketplace.settings import Settings, SettingsError, get_settings
+from webhooks.tables import EventStatus
 
 
 def _settings() -> Settings:
@@ -38,7 +39,7 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
                 print(reasons[await store.why_not_replayed(args.event_id, settings.livemode)], file=sys.stderr)
                 return 1
         else:
-            statuses = ["failed"] if args.failed else ["dead"]
+            statuses = ["failed"] if args.failed else ["unhandled"] if args.unhandled else ["dead"]
             replayed = await store.replay(
                 statuses=statuses, type_=args.type, limit=args.limit, livemode=settings.livemode
             )
@@ -127,16 +128,24 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     which.add_argument("event_id", nargs="?", help="an event id (evt_…)")
     which.add_argument("--failed", action="store_true", help="every event waiting for a retry")
     which.add_argument("--dead", action="store_true", help="every event parked as dead")
+    which.add_argument(
+        "--unhandled",
+        action="store_true",
+        help="every event no worker had a handler for (workers with the handler re-offer them anyway)",
+    )
     p.add_argument("--type", default=None, help="only events of this type (with --failed/--dead)")
     p.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
     p.set_defaults(func=_run(_replay))
 
     p = events.add_parser("list", help="list stored events, newest first")
     p.add_argument(
-        "--status", choices=["pending", "processing", "processed", "ignored", "failed", "dead"], default=None
+        "--status",
+        choices=[status.value for status in EventStatus],
+        default=None,
+        help="only events in this state (unhandled: no worker that took it had its handler)",
     )
-    p.add_argument("--type", default=None)
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--type", default=None, help="only events of this type, e.g. account.updated")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     p.set_defaults(func=_run(_list))
 
     stripe_group = subparsers.add_parser("stripe", help="Stripe account setup").add_subparsers(

@@ -96,6 +96,17 @@ class DuplicateHandlerError(RuntimeError):
 _REGISTRY: dict[str, Registration] = {}
 _loaded = False
 
+# Types we know and deliberately do nothing with: finished as `ignored` (terminal, pruned by retention).
+# Every other type without a handler is `unhandled` instead: kept and re-offered to a worker that has a
+# handler (a rolling deploy's new code). A type belongs here only with the reason nothing is to be done;
+# `stripe listen` forwards every type, so these are what a development setup sees most.
+DELIBERATELY_IGNORED: Mapping[str, str] = {
+    "payment_intent.created": "an order waits for its Checkout Session's events, not its PaymentIntent's creation",
+    "customer.created": "the marketplace keeps no Stripe Customer objects",
+    "customer.updated": "the marketplace keeps no Stripe Customer objects",
+    "balance.available": "balances are read from Stripe when needed, not mirrored from events",
+}
+
 
 def handles(*event_types: str, endpoints: frozenset[Endpoint] | set[Endpoint]) -> Callable[[Handler], Handler]:
     """Register the decorated coroutine as the handler of `event_types`, expected on `endpoints`."""
@@ -133,8 +144,13 @@ def registrations() -> Mapping[str, Registration]:
     return dict(_REGISTRY)
 
 
+def ignored_because(event_type: str) -> str | None:
+    """Why `event_type` is deliberately ignored, or None when it is not one of those types."""
+    return DELIBERATELY_IGNORED.get(event_type)
+
+
 def handler_for(event_type: str) -> Registration | None:
-    """The registration for `event_type`, or None when the type is not handled (stored as ignored)."""
+    """The registration for `event_type`, or None when no handler here takes it (parked as unhandled)."""
     _ensure_loaded()
     return _REGISTRY.get(event_type)
 

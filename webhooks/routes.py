@@ -36,8 +36,8 @@ from webhooks.registry import Endpoint
 
 log = logging.getLogger("webhooks.routes")
 
-StatusName = Literal["pending", "processing", "processed", "ignored", "failed", "dead"]
-ReplayableStatus = Literal["failed", "dead", "ignored", "processed"]
+StatusName = Literal["pending", "processing", "processed", "ignored", "unhandled", "failed", "dead"]
+ReplayableStatus = Literal["failed", "dead", "ignored", "unhandled", "processed"]
 
 
 class DeliveryAck(msgspec.Struct):
@@ -329,6 +329,11 @@ METRICS.describe("webhook_queue_lag_seconds", "gauge", "Age of the oldest stored
 METRICS.describe("webhook_events_due", "gauge", "Stored events due for processing (pending or failed).")
 METRICS.describe("webhook_events_dead", "gauge", "Events parked as dead (need an operator: replay).")
 METRICS.describe("webhook_events_failed", "gauge", "Events waiting for a retry.")
+METRICS.describe(
+    "webhook_events_unhandled",
+    "gauge",
+    "Events no worker that took them had a handler for (kept; a worker with the handler re-offers them).",
+)
 
 
 async def collect_backlog() -> None:
@@ -338,6 +343,7 @@ async def collect_backlog() -> None:
     METRICS.set("webhook_events_due", figures.due)
     METRICS.set("webhook_events_dead", figures.dead)
     METRICS.set("webhook_events_failed", figures.failed)
+    METRICS.set("webhook_events_unhandled", figures.unhandled)
 
 
 def route_handlers() -> list[ControllerRouterHandler]:

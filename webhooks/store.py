@@ -3,7 +3,9 @@
 Status machine of a stored event (the row is the truth; Redis jobs only say "look at event X"):
 
     pending ──claim──▶ processing ──ok──▶ processed
-       ▲                   │  └─no handler / wrong endpoint / livemode mismatch──▶ ignored
+       ▲                   │  ├─livemode mismatch / a deliberately ignored type──▶ ignored
+       │                   │  └─no handler here / not on its endpoint──▶ unhandled ──(a worker with a
+       │                   │                     handler starts, or re-offers on its tick)──claim──▶ processing
        │                   ├─raise or lease expired, attempts < max──▶ failed ──(when due)──claim──▶ processing
        │                   └─raise or lease expired, attempts = max──▶ dead
        └────────────── replay (any state but a live lease; never a livemode mismatch)
@@ -37,7 +39,7 @@ from marketplace.db import DB, close_pool
 from webhooks.registry import Endpoint, StoredEvent
 from webhooks.tables import EventStatus
 
-TERMINAL = (EventStatus.processed.value, EventStatus.ignored.value)
+TERMINAL = (EventStatus.processed.value, EventStatus.ignored.value)  # the only statuses retention prunes
 CLAIMABLE = (EventStatus.pending.value, EventStatus.failed.value)
 MAX_ERROR_CHARS = 4000
 
@@ -309,11 +311,12 @@ def _stored_event(row: asyncpg.Record) -> StoredEvent:
     )
 
 
-async def claim(event_id: str, lease_seconds: int) -> Claim | None:
+async def claim(event_id: str, lease_seconds: int, *, unhandled: bool = False) -> Claim | None:
     """Take the lease on a due event (compare-and-set).
 
     None when there is nothing to do now: done, not yet due (a failed event before its
     `next_attempt_at`), held by another worker, or held by a lease that expired (see `release_expired`).
+    `unhandled`: also take an event parked as unhandled (a worker re-offering it to its own handler).
     """
     token = secrets.token_hex(16)
     async with connection() as conn:
@@ -323,12 +326,14 @@ async def claim(event_id: str, lease_seconds: int) -> Claim | None:
                SET status = 'processing', attempts = attempts + 1, lease_token = $2,
                    lease_until = now() + make_interval(secs => $3)
              WHERE id = $1
-               AND (status = 'pending' OR (status = 'failed' AND next_attempt_at <= now()))
+               AND (status = 'pending' OR (status = 'failed' AND next_attempt_at <= now())
+                    OR ($4 AND status = 'unhandled'))
          RETURNING id, type, account, livemode, api_version, created, payload, payload_raw, attempts, received_at
             """,
             event_id,
             token,
             float(lease_seconds),
+            unhandled,
         )
     if row is None:
         return None
@@ -351,6 +356,48 @@ async def finish(event_id: str, lease_token: str, status: EventStatus, note: str
             note,
         )
     return result.endswith(" 1")
+
+
+async def park_unhandled(event_id: str, lease_token: str, note: str) -> bool:
+    """Park an event no handler here takes (`unhandled`): not done, not an attempt, never pruned.
+
+    The attempt the claim counted is given back: an event that only met workers without its handler
+    keeps its whole retry budget for the one that has it.
+    """
+    async with connection() as conn:
+        result: str = await conn.execute(
+            """
+            UPDATE stripe_events
+               SET status = 'unhandled', attempts = greatest(attempts - 1, 0), lease_token = NULL,
+                   lease_until = NULL, next_attempt_at = NULL, processed_at = NULL, last_error = $3
+             WHERE id = $1 AND lease_token = $2 AND status = 'processing'
+            """,
+            event_id,
+            lease_token,
+            note,
+        )
+    return result.endswith(" 1")
+
+
+async def unhandled_events(*, platform_types: Sequence[str], connect_types: Sequence[str], limit: int) -> list[str]:
+    """Ids of unhandled events whose type a handler here takes on the event's endpoint, oldest first.
+
+    The endpoint that counts is the account's (a Connect event carries `account`), as in dispatch.
+    """
+    async with connection() as conn:
+        rows = await conn.fetch(
+            """
+            SELECT id FROM stripe_events
+             WHERE status = 'unhandled'
+               AND ((account IS NULL AND type = ANY($1::varchar[]))
+                    OR (account IS NOT NULL AND type = ANY($2::varchar[])))
+             ORDER BY received_at LIMIT $3
+            """,
+            list(platform_types),
+            list(connect_types),
+            limit,
+        )
+    return [r["id"] for r in rows]
 
 
 async def fail(
@@ -558,7 +605,10 @@ async def list_events(
 
 
 async def prune(retention_days: int, *, batch: int = 5000) -> int:
-    """Delete processed and ignored events received more than `retention_days` ago; failed/dead stay."""
+    """Delete processed and ignored events received more than `retention_days` ago.
+
+    Only terminal ones (`TERMINAL`): pending, failed, dead and unhandled events are kept however old.
+    """
     cutoff = datetime.now(UTC) - timedelta(days=retention_days)
     total = 0
     while True:
@@ -566,11 +616,12 @@ async def prune(retention_days: int, *, batch: int = 5000) -> int:
             result: str = await conn.execute(
                 """
                 DELETE FROM stripe_events WHERE id IN (
-                    SELECT id FROM stripe_events WHERE status IN ('processed', 'ignored') AND received_at < $1
+                    SELECT id FROM stripe_events WHERE status = ANY($3::varchar[]) AND received_at < $1
                     LIMIT $2)
                 """,
                 cutoff,
                 batch,
+                list(TERMINAL),
             )
         deleted = int(result.rsplit(" ", 1)[-1])
         total += deleted
@@ -584,6 +635,7 @@ class Backlog:
     due: int
     dead: int
     failed: int
+    unhandled: int
 
 
 async def backlog() -> Backlog:
@@ -597,9 +649,10 @@ async def backlog() -> Backlog:
                 AS lag,
               count(*) FILTER (WHERE status IN ('pending', 'failed') AND next_attempt_at <= now()) AS due,
               count(*) FILTER (WHERE status = 'dead') AS dead,
-              count(*) FILTER (WHERE status = 'failed') AS failed
-            FROM stripe_events WHERE status IN ('pending', 'failed', 'dead')
+              count(*) FILTER (WHERE status = 'failed') AS failed,
+              count(*) FILTER (WHERE status = 'unhandled') AS unhandled
+            FROM stripe_events WHERE status IN ('pending', 'failed', 'dead', 'unhandled')
             """
         )
     assert row is not None
-    return Backlog(float(row["lag"]), int(row["due"]), int(row["dead"]), int(row["failed"]))
+    return Backlog(float(row["lag"]), int(row["due"]), int(row["dead"]), int(row["failed"]), int(row["unhandled"]))

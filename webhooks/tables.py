@@ -23,7 +23,10 @@ class EventStatus(StrEnum):
     pending = "pending"  # stored, waiting for a worker (queued, or to be queued by the sweeper)
     processing = "processing"  # claimed by a worker holding an unexpired lease
     processed = "processed"  # a handler finished (terminal)
-    ignored = "ignored"  # no handler, or livemode mismatch (terminal)
+    ignored = "ignored"  # livemode mismatch, or a type the code names as deliberately ignored (terminal)
+    # No handler here for its type (or not on its endpoint): kept, never pruned, and re-offered by every
+    # worker that has a handler for it (a rolling deploy's old workers park what only new ones know).
+    unhandled = "unhandled"
     failed = "failed"  # a handler raised; retried at next_attempt_at
     dead = "dead"  # gave up after the maximum number of attempts; replay brings it back
 

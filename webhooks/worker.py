@@ -5,8 +5,12 @@ and records the outcome; a failure schedules the next attempt (exponential backo
 event as dead. An expired lease (the worker died or hung mid-event) counts as a failed attempt the
 same way, whoever finds it first: a job for that event, or the sweeper. The sweeper (every 10 s,
 once across all workers) also queues stored events that were never queued (Redis was down at
-ingest) and retries that are due. Retention prunes processed and ignored events after
-`EVENT_RETENTION_DAYS`. Outcomes are counted in Redis (`webhooks.metrics`), for the API's `/metrics`.
+ingest) and retries that are due. An event whose type no handler here takes (or not on the endpoint it
+came from) is parked as `unhandled`, not finished: every worker re-offers the unhandled events its own
+handlers take, at start-up and every `REOFFER_SECONDS` (`reoffer_unhandled`), so during a rolling
+deploy an event an old worker parked is processed by a new one. Retention prunes only processed and
+ignored events after `EVENT_RETENTION_DAYS`. Outcomes are counted in Redis (`webhooks.metrics`), for
+the API's `/metrics`.
 
 `marketplace/worker.py` puts `settings`, `stripe` and `redis` in `ctx`; `webhook_backoff_base`
 (seconds) in `ctx` replaces the 30 s backoff base (tests make retries fast with it).
@@ -32,7 +36,7 @@ from marketplace.settings import Settings
 from webhooks import store
 from webhooks.metrics import count_outcome, count_sweep, flush_counts
 from webhooks.queueing import BACKOFF_BASE_SECONDS, backoff, enqueue_event, enqueuer_for, job_id_for
-from webhooks.registry import HandlerContext, handler_for
+from webhooks.registry import HandlerContext, event_types_for, handler_for, ignored_because
 from webhooks.tables import EventStatus
 
 __all__ = [
@@ -44,29 +48,31 @@ __all__ = [
     "job_id_for",
     "job_timeout_seconds",
     "process_event",
+    "reoffer_loop",
+    "reoffer_unhandled",
     "sweep",
 ]
 
 log = logging.getLogger("webhooks.worker")
 
-LEASE_MARGIN_SECONDS = 5.0  # a handler is cancelled this long before its lease expires
-JOB_TIMEOUT_SLACK_SECONDS = 10  # arq's own timeout on top of the lease: time to record the outcome
 PENDING_GRACE = timedelta(seconds=5)  # ingest normally queues within milliseconds; after this, sweep
 # A retry is due by PostgreSQL's clock (`next_attempt_at`) but deferred by this worker's: run it a little
 # late (a tenth of the delay, at most this), so a worker clock behind the database's does not fire it
 # early (the claim skips it, and it waits for the sweeper).
 RETRY_CLOCK_SLACK = timedelta(seconds=1)
 SWEEP_BATCH = 1000
+REOFFER_SECONDS = 30  # how often each worker looks for unhandled events its handlers take
+REOFFER_BATCH = 500
 
 
 def job_timeout_seconds(settings: Settings) -> int:
-    """arq's timeout for `process_event`, derived from the lease.
+    """arq's timeout for `process_event`, derived from the lease (`Settings.job_timeout_seconds`).
 
     Longer than the lease, so arq never cancels a job before our own handler timeout (the lease
-    minus `LEASE_MARGIN_SECONDS`) has fired and the failure has been recorded; a job arq cancelled
+    minus `HANDLER_MARGIN_SECONDS`) has fired and the failure has been recorded; a job arq cancelled
     would leave the event to wait for its lease to expire.
     """
-    return settings.event_lease_seconds + JOB_TIMEOUT_SLACK_SECONDS
+    return settings.job_timeout_seconds
 
 
 def _retry_in(ctx: dict[str, Any]) -> Callable[[int], timedelta]:
@@ -79,16 +85,14 @@ def _retry_in(ctx: dict[str, Any]) -> Callable[[int], timedelta]:
     return retry_in
 
 
-def _handler_timeout(settings: Settings) -> float:
-    # Give up before the lease runs out, so no other worker can reclaim an event still running here.
-    return max(1.0, settings.event_lease_seconds - LEASE_MARGIN_SECONDS)
+async def process_event(ctx: dict[str, Any], event_id: str, *, unhandled: bool = False) -> str:
+    """Claim, dispatch and record one event; returns the outcome (for logs and tests).
 
-
-async def process_event(ctx: dict[str, Any], event_id: str) -> str:
-    """Claim, dispatch and record one event; returns the outcome (for logs and tests)."""
+    `unhandled`: also claim it when parked as unhandled (`reoffer_unhandled`, for a type handled here).
+    """
     settings: Settings = ctx["settings"]
     redis: ArqRedis | None = ctx.get("redis")
-    claimed = await store.claim(event_id, settings.event_lease_seconds)
+    claimed = await store.claim(event_id, settings.event_lease_seconds, unhandled=unhandled)
     if claimed is None:
         # Done already, not yet due (a failed event before its next_attempt_at: a stray or early
         # job; the sweeper queues it when due), under another worker's live lease, or under an
@@ -111,19 +115,25 @@ async def process_event(ctx: dict[str, Any], event_id: str) -> str:
         count_outcome(redis, event.type, "ignored")
         return "ignored"
     registration = handler_for(event.type)
-    if registration is None or event.endpoint not in registration.endpoints:
-        note = (
-            "no handler for this event type"
-            if registration is None
-            else f"not expected on the {event.endpoint} endpoint"
-        )
-        await store.finish(event.id, claimed.lease_token, EventStatus.ignored, note)
+    if registration is None and (reason := ignored_because(event.type)) is not None:
+        await store.finish(event.id, claimed.lease_token, EventStatus.ignored, f"deliberately ignored: {reason}")
         count_outcome(redis, event.type, "ignored")
         return "ignored"
+    if registration is None or event.endpoint not in registration.endpoints:
+        # Not done: kept for a worker that has the handler (a newer deploy), which re-offers it to itself.
+        note = (
+            "no handler for this event type in the worker that took it"
+            if registration is None
+            else f"not expected on the {event.endpoint} endpoint by the worker that took it"
+        )
+        if await store.park_unhandled(event.id, claimed.lease_token, note):
+            count_outcome(redis, event.type, "unhandled")
+            log.info("event parked as unhandled: %s", note, extra=extra)
+        return "unhandled"
 
     context = HandlerContext(stripe=ctx["stripe"], settings=settings, arq=redis)
     try:
-        async with asyncio.timeout(_handler_timeout(settings)):
+        async with asyncio.timeout(settings.handler_timeout_seconds):
             await registration.handler(context, event)
     except Exception as exc:
         return await _record_failure(ctx, claimed, exc)
@@ -257,13 +267,50 @@ async def queue_due(ctx: dict[str, Any], *, pending_grace: timedelta = PENDING_G
     return counts
 
 
+async def reoffer_unhandled(ctx: dict[str, Any]) -> int:
+    """Process, in this worker, the unhandled events that this worker's handlers take; returns how many
+    it processed (whatever their outcome).
+
+    Not through the shared queue: the point is that *this* worker, which has the handler, takes them,
+    rather than an old worker beside it parking them again.
+    """
+    platform, connect = event_types_for("platform"), event_types_for("connect")
+    done = 0
+    while True:
+        ids = await store.unhandled_events(platform_types=platform, connect_types=connect, limit=REOFFER_BATCH)
+        for event_id in ids:
+            if await process_event(ctx, event_id, unhandled=True) != "skipped":
+                done += 1
+        if len(ids) < REOFFER_BATCH:
+            break
+    if done:
+        log.info("re-offered %d unhandled event(s) to this worker's handlers", done)
+    return done
+
+
+async def reoffer_loop(ctx: dict[str, Any]) -> None:
+    """This worker's re-offer of unhandled events, every `REOFFER_SECONDS` (ctx's `webhook_reoffer_seconds`
+    replaces it: tests) until cancelled at shutdown.
+
+    The worker's start-up runs one pass itself before taking jobs (`reoffer_unhandled`); a failed pass
+    (PostgreSQL away) is logged and tried again on the next tick.
+    """
+    interval = float(ctx.get("webhook_reoffer_seconds", REOFFER_SECONDS))
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await reoffer_unhandled(ctx)
+        except Exception as exc:
+            log.warning("re-offering unhandled events failed (%s); retrying in %.0f s", type(exc).__name__, interval)
+
+
 async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
     """Cron: queue never-queued events and due retries; record expired leases as failed attempts."""
     return await queue_due(ctx)
 
 
 async def prune_events(ctx: dict[str, Any]) -> int:
-    """Cron: delete processed/ignored events older than the retention period."""
+    """Cron: delete processed/ignored events older than the retention period (never unhandled ones)."""
     settings: Settings = ctx["settings"]
     deleted = await store.prune(settings.event_retention_days)
     if deleted:
@@ -285,7 +332,11 @@ def functions(settings: Settings) -> list[Function]:
 
 
 def cron_jobs(settings: Settings) -> list[CronJob]:
-    """The sweeper (every 10 s) and retention (daily); `unique` so one worker runs each tick."""
+    """The sweeper (every 10 s) and retention (daily); `unique` so one worker runs each tick.
+
+    The re-offer of unhandled events is not a cron: arq runs a cron job on whichever worker takes it
+    from the shared queue, and it must run on each worker for that worker's handlers (`reoffer_loop`).
+    """
     return [
         cron(sweep, name="webhooks_sweep", second=set(range(0, 60, 10)), run_at_startup=True, unique=True),
         cron(prune_events, name="webhooks_prune", hour={3}, minute={17}, second={0}, unique=True),

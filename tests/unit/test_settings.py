@@ -123,3 +123,36 @@ def test_redirect_origins_include_public_and_seller_pages() -> None:
         "http://api.local:8000",
         "http://shop.local",
     }
+
+
+def test_default_budgets_keep_their_order() -> None:
+    settings = load_settings(GOOD)
+    assert settings.stripe_call_budget_seconds < settings.handler_timeout_seconds
+    assert settings.handler_timeout_seconds < settings.event_lease_seconds < settings.job_timeout_seconds
+    assert settings.worker_db_pool_size >= settings.worker_max_jobs
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"STRIPE_TIMEOUT_SECONDS": "30"},  # 3 attempts x 30 s + sleeps: 100 s, over a 55 s handler timeout
+        {"STRIPE_MAX_NETWORK_RETRIES": "5"},  # 6 x 10 s + 25 s
+        {"EVENT_LEASE_SECONDS": "30"},  # 40 s budget, 25 s handler timeout
+    ],
+)
+def test_a_stripe_call_that_outlasts_the_handler_timeout_refuses_to_start(env: dict[str, str]) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({**GOOD, **env})
+    assert any("does not fit under the webhook handler's timeout" in p for p in info.value.problems)
+
+
+def test_a_worker_pool_smaller_than_its_jobs_refuses_to_start() -> None:
+    with pytest.raises(SettingsError, match="WORKER_DB_POOL_SIZE"):
+        load_settings({**GOOD, "WORKER_MAX_JOBS": "20", "WORKER_DB_POOL_SIZE": "5"})
+    assert load_settings({**GOOD, "WORKER_MAX_JOBS": "8"}).worker_db_pool_size == 10
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-1", "0.1", "soon"])
+def test_stripe_timeout_must_be_a_sane_number(raw: str) -> None:
+    with pytest.raises(SettingsError, match="STRIPE_TIMEOUT_SECONDS"):
+        load_settings({**GOOD, "STRIPE_TIMEOUT_SECONDS": raw})

@@ -54,14 +54,69 @@ async def test_storm_of_copies_is_stored_once_and_processed_once(
     assert recorder.calls[event["id"]] == 1
 
 
-async def test_unknown_type_is_marked_ignored(wh_client: Any, redis_pool: Any, recorder: Any, run_worker: Any) -> None:
+async def test_unknown_type_is_kept_as_unhandled_not_done(
+    wh_client: Any, redis_pool: Any, recorder: Any, run_worker: Any
+) -> None:
     event = make_event("test.nobody_handles_this")
     await post_event(wh_client, event)
     await run_worker()
     row = await stored(event["id"])
     assert row is not None
+    assert row["status"] == "unhandled"
+    assert row["last_error"] == "no handler for this event type in the worker that took it"
+    assert row["attempts"] == 0  # meeting a worker without the handler is not an attempt
+    assert row["processed_at"] is None
+
+
+async def test_a_deliberately_ignored_type_is_finished_as_ignored(
+    wh_client: Any, redis_pool: Any, recorder: Any, run_worker: Any
+) -> None:
+    event = make_event("customer.created")
+    await post_event(wh_client, event)
+    await run_worker()
+    row = await stored(event["id"])
+    assert row is not None
     assert row["status"] == "ignored"
-    assert row["last_error"] == "no handler for this event type"
+    assert row["last_error"].startswith("deliberately ignored: ")
+
+
+async def test_an_unhandled_event_is_processed_once_a_worker_with_its_handler_starts(
+    wh_client: Any, redis_pool: Any, run_worker: Any, admin_headers: Any
+) -> None:
+    event = make_event("test.arrives_before_its_handler")
+    await post_event(wh_client, event)
+    await run_worker()
+    assert (await stored(event["id"]) or {})["status"] == "unhandled"
+    listed = await wh_client.get("/admin/events", params={"status": "unhandled"}, headers=admin_headers)
+    assert [item["id"] for item in listed.json()["items"]] == [event["id"]]
+    assert "webhook_events_unhandled 1" in (await wh_client.get("/metrics")).text
+
+    seen: list[str] = []
+
+    @handles("test.arrives_before_its_handler", endpoints={"platform"})
+    async def late(ctx: Any, stored_event: Any) -> None:
+        seen.append(stored_event.id)
+
+    try:
+        await run_worker()  # nothing is queued: its start-up re-offers the event to its own handler
+    finally:
+        unregister("test.arrives_before_its_handler")
+    assert seen == [event["id"]]
+    row = await stored(event["id"])
+    assert row is not None
+    assert (row["status"], row["attempts"]) == ("processed", 1)
+
+
+async def test_retention_never_deletes_an_unhandled_event(wh_client: Any, redis_pool: Any, run_worker: Any) -> None:
+    unhandled, done = make_event("test.nobody_handles_this"), make_event("customer.created")
+    for event in (unhandled, done):
+        await post_event(wh_client, event)
+    await run_worker()
+    async with store.connection() as conn:
+        await conn.execute("UPDATE stripe_events SET received_at = now() - interval '400 days'")
+    assert await store.prune(30) == 1
+    assert (await stored(unhandled["id"]) or {})["status"] == "unhandled"
+    assert await stored(done["id"]) is None
 
 
 async def test_misrouted_event_is_handled_by_its_account(
@@ -79,7 +134,7 @@ async def test_misrouted_event_is_handled_by_its_account(
     assert recorder.calls[platform_only["id"]] == 0
     row = await stored(platform_only["id"])
     assert row is not None
-    assert row["status"] == "ignored"
+    assert row["status"] == "unhandled"
     assert "not expected on the platform endpoint" in row["last_error"]
 
 
@@ -128,7 +183,8 @@ async def test_worker_killed_mid_event_is_reclaimed_and_processed_once(
     event = make_event("test.hangs_once")
     obj = event["data"]["object"]["id"]
     await redis_pool.set(f"test:hang:{event['id']}", "1")
-    lease = {"EVENT_LEASE_SECONDS": "5"}
+    # A short lease needs Stripe calls that fit under it (settings refuse the default 40 s budget).
+    lease = {"EVENT_LEASE_SECONDS": "5", "STRIPE_TIMEOUT_SECONDS": "1", "STRIPE_MAX_NETWORK_RETRIES": "0"}
     doomed = worker_processes.start(**lease)
     assert (await post_event(wh_client, event)).status_code == 200
 
@@ -386,7 +442,7 @@ async def test_cli_replay_of_one_event_and_of_failed_events(
 async def test_bulk_replay_of_ignored_events_leaves_the_other_livemode_alone(
     wh_client: Any, redis_pool: Any, recorder: Any, run_worker: Any, admin_headers: Any
 ) -> None:
-    unknown = make_event("test.nobody_handles_this")
+    unknown = make_event("customer.created")  # deliberately ignored
     other_mode = make_event("test.recorded", livemode=True)  # the suite runs with a test-mode key
     for event in (unknown, other_mode):
         await post_event(wh_client, event)
@@ -468,7 +524,7 @@ async def test_worker_outcomes_by_type_and_lag_show_on_the_api_metrics(
     assert metric_value(metrics, processed + '{outcome="processed",type="test.counted"}') == 2
     assert metric_value(metrics, processed + '{outcome="failed",type="test.always_fails"}') == 2
     assert metric_value(metrics, processed + '{outcome="dead",type="test.always_fails"}') == 1
-    assert metric_value(metrics, processed + '{outcome="ignored",type="test.nobody_handles_this"}') == 1
+    assert metric_value(metrics, processed + '{outcome="unhandled",type="test.nobody_handles_this"}') == 1
     assert "# TYPE webhook_processing_lag_seconds_sum counter" in metrics
     assert metric_value(metrics, "webhook_processing_lag_seconds_count") == 2
     lag = metric_value(metrics, "webhook_processing_lag_seconds_sum")
@@ -546,3 +602,40 @@ def test_build_worker_runs_the_pipeline_crons_with_timeouts_from_the_lease(wh_se
     assert build_worker(long_lease).functions["process_event"].timeout_s > 600
     with pytest.raises(ValueError, match="EVENT_LEASE_SECONDS"):
         build_worker(long_lease, job_timeout=120)
+
+
+async def test_a_rolling_deploy_loses_no_event_an_old_worker_cannot_handle(
+    wh_client: Any, wh_app: Any, redis_pool: Any, worker_processes: WorkerProcesses
+) -> None:
+    """An old worker (no checkout.session.completed handler) runs beside a new one that has it: every
+    such event ends processed by the new one, exactly once, whichever worker took it first."""
+    old = worker_processes.start("--without", "checkout.session.completed")
+    events = [
+        make_event("checkout.session.completed", obj={"id": f"cs_test_rolling_{i}", "object": "checkout.session"})
+        for i in range(12)
+    ]
+    for event in events[:6]:  # only the old worker runs: it parks them all
+        assert (await post_event(wh_client, event)).status_code == 200
+    await enqueuer_for(wh_app.state.arq).flush()
+    await _wait_for(lambda: _statuses(events[:6]), {"unhandled"}, worker_processes)
+
+    new = worker_processes.start("--counted-as", "checkout.session.completed")
+    for event in events[6:]:  # both run: either may take each of these
+        assert (await post_event(wh_client, event)).status_code == 200
+    await enqueuer_for(wh_app.state.arq).flush()
+    await _wait_for(lambda: _statuses(events), {"processed"}, worker_processes, timeout=60)
+    assert old.poll() is None, worker_processes.logs()
+    assert new.poll() is None, worker_processes.logs()
+    effects = [await redis_pool.get(f"test:effects:{e['data']['object']['id']}") for e in events]
+    assert effects == [b"1"] * len(events)
+
+
+async def _statuses(events: list[dict[str, Any]]) -> set[str]:
+    return {(await stored(e["id"]) or {}).get("status", "missing") for e in events}
+
+
+async def _wait_for(read: Any, want: set[str], workers: WorkerProcesses, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while (seen := await read()) != want:
+        assert time.monotonic() < deadline, f"statuses {seen}, wanted {want}\n{workers.logs()}"
+        await asyncio.sleep(0.2)

@@ -9,6 +9,11 @@ handlers keep their side effects in Redis, where the test process reads them:
   `test:started:{event id}` and hangs the whole process (`time.sleep`, which no asyncio timeout
   interrupts) until the test kills it; otherwise it behaves like `test.counted`.
 * `test.always_fails`: raises.
+
+Deploys of different code are emulated with the registry, the one thing that differs between them:
+`--without TYPE` runs the worker without the handler of TYPE (an older deploy), and
+`--counted-as TYPE` makes TYPE's handler the `test.counted` one (a newer deploy that handles it; its
+effect visible in Redis). Both may be repeated.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import time
 
 from marketplace.settings import load_settings
 from marketplace.worker import build_worker
-from webhooks.registry import HandlerContext, StoredEvent, handles
+from webhooks.registry import HandlerContext, StoredEvent, handler_for, handles, unregister
 
 
 @handles("test.counted", endpoints={"platform", "connect"})
@@ -42,8 +47,21 @@ async def always_fails(ctx: HandlerContext, event: StoredEvent) -> None:
     raise RuntimeError("boom: the handler failed")
 
 
+def _option_values(name: str) -> list[str]:
+    args = sys.argv[1:]
+    return [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == name]
+
+
 def main() -> None:
-    ctx = {"webhook_backoff_base": float(os.environ.get("WEBHOOK_TEST_BACKOFF_BASE", "0.05"))}
+    for event_type in _option_values("--without") + _option_values("--counted-as"):
+        handler_for(event_type)  # load the real handler modules first, then replace what differs
+        unregister(event_type)
+    for event_type in _option_values("--counted-as"):
+        handles(event_type, endpoints={"platform", "connect"})(counted)
+    ctx = {
+        "webhook_backoff_base": float(os.environ.get("WEBHOOK_TEST_BACKOFF_BASE", "0.05")),
+        "webhook_reoffer_seconds": float(os.environ.get("WEBHOOK_TEST_REOFFER_SECONDS", "1")),
+    }
     build_worker(load_settings(), burst="--burst" in sys.argv, ctx=ctx).run()
 
 
