@@ -17,8 +17,8 @@ from stripe.params import (
     AccountListParams,
 )
 
-AccountProfile = Literal["platform_managed", "seller_managed"]
-AccountStatus = Literal["onboarding", "restricted", "active", "disabled", "disconnected"]
+from connect.profiles import AccountProfile, AccountStatus
+
 BusinessType = Literal["individual", "company", "non_profit", "government_entity"]
 LinkType = Literal["account_onboarding", "account_update"]
 

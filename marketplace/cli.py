@@ -159,9 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _package_commands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    from marketplace.outbox.cli import add_commands as outbox_commands
     from webhooks.cli import add_commands as webhook_commands
 
-    return [webhook_commands]
+    return [webhook_commands, outbox_commands]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

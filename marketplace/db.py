@@ -15,6 +15,8 @@ import os
 import asyncpg
 from piccolo.engine.postgres import PostgresEngine
 
+from connect.calls import forbid_inside
+
 os.environ.setdefault("PICCOLO_CONF", "marketplace.piccolo_conf")
 
 
@@ -27,6 +29,8 @@ class _Engine(PostgresEngine):
 
 
 DB = _Engine(config={"dsn": os.environ.get("DATABASE_URL", "postgresql://localhost/marketplace")}, extensions=())
+# No Stripe call may start inside one of this engine's transactions (connect.calls).
+forbid_inside(DB.transaction_exists)
 
 
 def configure_database(url: str) -> None:

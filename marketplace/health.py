@@ -1,7 +1,14 @@
-"""Liveness and readiness: ready means PostgreSQL and Redis both answer, and says which did not."""
+"""Liveness and readiness for a load balancer (docs/architecture.md, "Health checks for a load balancer").
+
+Ready means "can take deliveries": PostgreSQL answers, because the webhook endpoints store every
+event there before acknowledging it. Redis down is `degraded`, not unready: deliveries are still
+stored (a worker's sweeper queues them once Redis is back), so the process stays in rotation.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
@@ -10,8 +17,11 @@ from litestar import Request, Response, get
 from marketplace.db import ping_database
 from marketplace.deps import ArqDep, DatabaseDep
 from marketplace.observability import METRICS
-from marketplace.problems import PROBLEM_JSON, Problem, body_of
+from marketplace.problems import PROBLEM_JSON, RETRY_AFTER_SECONDS, Problem, body_of
 from marketplace.queue import ping_redis
+
+# What must answer for the process to be ready; any other check failing only degrades it.
+REQUIRED = ("postgres",)
 
 
 class Liveness(msgspec.Struct):
@@ -19,7 +29,10 @@ class Liveness(msgspec.Struct):
 
 
 class NotReady(Problem):
-    """PostgreSQL or Redis did not answer; `checks` says which (`ok` or `failed: <reason>` each)."""
+    """PostgreSQL did not answer (deliveries cannot be stored); `checks` says which, per dependency.
+
+    A load balancer takes the process out of rotation; retry after `Retry-After` seconds.
+    """
 
     status = 503
     slug = "not-ready"
@@ -31,26 +44,43 @@ async def live() -> Liveness:
     return Liveness(status="ok")
 
 
+async def _check(probe: Awaitable[None]) -> str:
+    try:
+        await probe
+    except Exception as exc:  # the reason's type only: a message may carry a DSN or a host
+        return f"failed: {type(exc).__name__}"
+    return "ok"
+
+
 @get(
     "/health/ready",
     operation_id="healthReady",
     tags=["health"],
-    summary="PostgreSQL and Redis answer",
+    summary="Can take webhook deliveries: PostgreSQL answers (Redis down is only degraded)",
+    description=(
+        '200 `{"status": "ok"}` when PostgreSQL and Redis answer; 200 `{"status": "degraded"}` when '
+        "only Redis does not (deliveries are still stored, and queued once Redis is back); 503 `not-ready` "
+        "with `Retry-After` when PostgreSQL does not. `checks` says `ok` or `failed: <reason>` per "
+        "dependency. Each probe gives up after 2 seconds; they run concurrently."
+    ),
     raises=[NotReady],
 )
 async def ready(request: Request[Any, Any, Any], db: DatabaseDep, arq: ArqDep) -> Response[dict[str, Any]]:
-    checks: dict[str, str] = {}
-    for name, probe in (("postgres", ping_database(db)), ("redis", ping_redis(arq))):
-        try:
-            await probe
-            checks[name] = "ok"
-        except Exception as exc:
-            checks[name] = f"failed: {type(exc).__name__}"
-    failed = sorted(name for name, status in checks.items() if status != "ok")
-    if not failed:
-        return Response({"status": "ok", "checks": checks}, status_code=200)
-    problem = NotReady(f"Not ready: {', '.join(failed)} did not answer.", checks=checks)
-    return Response(body_of(problem, request.url.path), status_code=503, media_type=PROBLEM_JSON)
+    # The shared pool reaches the same PostgreSQL, with the same DSN, as the ingest path's own pool.
+    postgres, redis = await asyncio.gather(_check(ping_database(db)), _check(ping_redis(arq)))
+    checks = {"postgres": postgres, "redis": redis}
+    failed = [name for name in REQUIRED if checks[name] != "ok"]
+    if failed:
+        problem = NotReady(
+            f"Not ready: {', '.join(failed)} did not answer.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            checks=checks,
+        )
+        return Response(
+            body_of(problem, request.url.path), status_code=503, media_type=PROBLEM_JSON, headers=problem.headers
+        )
+    status = "ok" if all(result == "ok" for result in checks.values()) else "degraded"
+    return Response({"status": status, "checks": checks}, status_code=200)
 
 
 @get("/metrics", operation_id="metrics", tags=["health"], summary="Prometheus metrics", media_type="text/plain")

@@ -468,3 +468,11 @@ def document_problems(app: Litestar) -> None:
             operation: Operation | None = getattr(item, method)
             if operation is not None:
                 _document_operation(path, operation, handlers.get((path, method)))
+
+
+class TooManyRequests(Problem):
+    """Too many requests for this resource or from this address; nothing done. Retry after `Retry-After` seconds."""
+
+    status = 429
+    slug = "too-many-requests"
+    title = "Too many requests"

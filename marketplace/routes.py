@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
+import marketplace.outbox.controllers
 import webhooks.routes
 from marketplace import health
 from marketplace.buyers.controllers import BuyerController
@@ -26,5 +27,6 @@ def route_handlers() -> list[ControllerRouterHandler]:
         AdminSellerController,
         BuyerController,
         *webhooks.routes.route_handlers(),
+        *marketplace.outbox.controllers.route_handlers(),
     ]
     return handlers

@@ -13,11 +13,11 @@ from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
 
+from connect.profiles import ACCOUNT_PROFILES, AccountProfile
+
 AppEnv = Literal["development", "test", "production"]
-AccountProfile = Literal["platform_managed", "seller_managed"]
 
 APP_ENVS: tuple[AppEnv, ...] = ("development", "test", "production")
-ACCOUNT_PROFILES: tuple[AccountProfile, ...] = ("platform_managed", "seller_managed")
 LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
 # The budget order every webhook job keeps (docs/architecture.md, "Budgets"):
 #   one Stripe call (attempts * timeout + the SDK's sleeps between them)

@@ -14,7 +14,7 @@ from arq.worker import Worker
 from connect.client import build_stripe_client, close_stripe_client
 from marketplace.db import start_database, stop_database
 from marketplace.observability import configure_logging
-from marketplace.outbox.service import LogNotifier, deliver_pending
+from marketplace.outbox.service import LogNotifier, deliver_due
 from marketplace.queue import redis_settings_from_url
 from marketplace.settings import Settings, get_settings
 
@@ -24,8 +24,9 @@ DEFAULT_JOB_TIMEOUT_SECONDS = 120  # the crons (sweeper, retention, outbox); nev
 
 
 async def deliver_outbox(ctx: dict[str, Any]) -> int:
-    """Cron: send pending outbox messages."""
-    return await deliver_pending(ctx["notifier"])
+    """Cron: send due outbox messages (leased, each send cut by a timeout); returns how many were sent."""
+    report = await deliver_due(ctx["notifier"], redis=ctx.get("redis"))
+    return report.sent
 
 
 def build_worker(settings: Settings | None = None, *, redis_pool: ArqRedis | None = None, **overrides: Any) -> Worker:

@@ -185,8 +185,10 @@ class SandboxControl:
         await self.set_latency(0)
         await self.set_delivery_faults(duplicate=0, delay=0.0, reorder=0, drop=0)
 
-    async def set_latency(self, ms: float) -> None:
-        await self._call("POST", "/latency", {"ms": ms})
+    async def set_latency(self, ms: float, *, response_ms: float = 0) -> None:
+        """Delay every /v1 request by `ms` before it is handled and `response_ms` after (the answer is
+        made, and kept for its idempotency key, but arrives late)."""
+        await self._call("POST", "/latency", {"ms": ms, "response_ms": response_ms})
 
     async def set_delivery_faults(
         self,

@@ -43,7 +43,10 @@ class Sandbox:
     store: Store = field(default_factory=Store)
     deliverer: Deliverer = field(init=False)
     api_faults: list[ApiFault] = field(default_factory=list)
-    latency_ms: float = 0.0
+    latency_ms: float = 0.0  # every /v1 request waits this long before it is handled
+    # …and this long after: the answer is made (and kept for its idempotency key) but arrives late, as
+    # on a slow network; a client that times out meanwhile retries into the recorded answer.
+    response_latency_ms: float = 0.0
     current: RequestContext = field(default_factory=RequestContext)
 
     def __post_init__(self) -> None:
@@ -76,3 +79,4 @@ class Sandbox:
         self.store.reset()
         self.api_faults.clear()
         self.latency_ms = 0.0
+        self.response_latency_ms = 0.0

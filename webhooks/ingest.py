@@ -107,6 +107,9 @@ def verify_signature(body: str, header: str | None, secrets: tuple[Secret, ...],
         raise BadSignature("The Stripe-Signature header is missing.")
     if not secrets:
         raise BadSignature("This endpoint has no signing secret configured.")
+    if not header.isascii():
+        # Stripe's header is ASCII; the SDK's constant-time comparison raises TypeError on anything else.
+        raise BadSignature("The Stripe-Signature header is not a Stripe signature.")
     for secret in secrets:
         try:
             stripe.WebhookSignature.verify_header(body, header, secret.reveal(), tolerance)

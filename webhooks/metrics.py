@@ -26,7 +26,8 @@ SWEEPER_QUEUED = "webhook_sweeper_queued_total"
 METRICS.describe(
     PROCESSED,
     "counter",
-    "Processing outcomes by event type (processed, ignored, unhandled, failed, dead, lost_lease), all workers.",
+    "Processing outcomes by event type (processed, ignored, unhandled, not_ours, failed, dead, lost_lease), "
+    "all workers.",
 )
 METRICS.describe(LAG_SUM, "counter", "Sum of received→processed seconds of processed events, all workers.")
 METRICS.describe(LAG_COUNT, "counter", "Processed events counted in the lag sum, all workers.")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 import weakref
@@ -50,7 +51,11 @@ def job_id_for(event_id: str, attempts: int) -> str:
 
 def backoff(attempts: int, base: float = BACKOFF_BASE_SECONDS, cap: float = BACKOFF_CAP_SECONDS) -> timedelta:
     """Delay before the next attempt after `attempts` failed ones: base·2^(n-1), capped, ±20 % jitter."""
-    delay = min(cap, base * 2 ** max(0, attempts - 1))
+    try:
+        doubled = math.ldexp(base, max(0, attempts - 1))  # base·2^(n-1), exactly, for any n
+    except OverflowError:  # past any float, so past any cap
+        doubled = math.inf
+    delay = min(cap, doubled)
     return timedelta(seconds=delay * random.uniform(0.8, 1.2))
 
 

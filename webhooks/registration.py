@@ -35,12 +35,11 @@ import asyncpg
 import stripe
 from stripe.params import WebhookEndpointCreateParams, WebhookEndpointListParams, WebhookEndpointUpdateParams
 
-from webhooks.registry import ENDPOINTS, Endpoint, event_types_for, handled_event_types
-from webhooks.store import connection
+from marketplace.db import DB
+from webhooks.registry import ENDPOINT_PATHS, ENDPOINTS, Endpoint, event_types_for, handled_event_types
 
 log = logging.getLogger("webhooks.registration")
 
-PATHS: dict[Endpoint, str] = {"platform": "/webhooks/stripe", "connect": "/webhooks/stripe/connect"}
 DESCRIPTIONS: dict[Endpoint, str] = {
     "platform": "marketplace: platform events",
     "connect": "marketplace: connected accounts' events",
@@ -66,7 +65,7 @@ class EndpointResult:
 
 
 def endpoint_url(base_url: str, endpoint: Endpoint) -> str:
-    return base_url.rstrip("/") + PATHS[endpoint]
+    return base_url.rstrip("/") + ENDPOINT_PATHS[endpoint]
 
 
 def enabled_events(endpoint: Endpoint) -> list[str]:
@@ -294,11 +293,9 @@ async def _ensure(
 
 @asynccontextmanager
 async def _database(database_url: str | None) -> AsyncIterator[asyncpg.Connection]:
-    if database_url is None:
-        async with connection() as conn:
-            yield conn
-        return
-    conn = await asyncpg.connect(database_url)
+    """A connection of the run's own, never one of the pool's: it holds the run's advisory lock while
+    Stripe is called, and a pooled connection must never wait on Stripe (connect.calls)."""
+    conn = await asyncpg.connect(database_url or DB.config["dsn"])
     try:
         yield conn
     finally:
@@ -310,7 +307,7 @@ async def ensure_endpoints(
 ) -> list[EndpointResult]:
     """Make both endpoints exist, enabled and subscribed as the registry says; what was done to each.
 
-    Needs the (migrated) database: the process's pool, or a connection to `database_url` if given.
+    Needs the (migrated) database: `database_url`, else the configured one (a connection of its own).
     """
     results: list[EndpointResult] = []
     async with _database(database_url) as conn:

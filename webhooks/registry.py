@@ -20,6 +20,8 @@ Rules every handler follows (the pipeline delivers at least once, in any order):
   by the platform with its id (`accounts.retrieve(event.account)`, no `Stripe-Account` header).
 * **Raise to retry.** An exception marks the event failed; it is retried with exponential backoff
   and parked as dead after `EVENT_MAX_ATTEMPTS`. Return normally when there is nothing to do.
+  Raise `NotOurs(note)` when the event is about something that is not this platform's (an account
+  connected to no seller that Stripe will not show us): recorded as `not_ours` with the note, final.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from marketplace.settings import Settings
 
 Endpoint = Literal["platform", "connect"]
 ENDPOINTS: tuple[Endpoint, ...] = ("platform", "connect")
+# Each endpoint's route: the routes are declared with these, and the URLs registered with Stripe are built
+# from them (`webhooks.registration.endpoint_url`), so the two cannot drift apart.
+ENDPOINT_PATHS: Mapping[Endpoint, str] = {"platform": "/webhooks/stripe", "connect": "/webhooks/stripe/connect"}
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,14 @@ class Registration:
     event_type: str
     endpoints: frozenset[Endpoint]
     handler: Handler
+
+
+class NotOurs(Exception):
+    """Raised by a handler: the event concerns an object that is not this platform's; nothing to retry."""
+
+    def __init__(self, note: str) -> None:
+        super().__init__(note)
+        self.note = note
 
 
 class DuplicateHandlerError(RuntimeError):

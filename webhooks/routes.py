@@ -32,12 +32,12 @@ from marketplace.settings import Settings
 from webhooks import store
 from webhooks.ingest import BadSignature, DeliveryTooLarge, EventStoreUnavailable, InvalidDelivery, check_size, receive
 from webhooks.queueing import enqueue_event, enqueuer_for
-from webhooks.registry import Endpoint
+from webhooks.registry import ENDPOINT_PATHS, Endpoint
 
 log = logging.getLogger("webhooks.routes")
 
-StatusName = Literal["pending", "processing", "processed", "ignored", "unhandled", "failed", "dead"]
-ReplayableStatus = Literal["failed", "dead", "ignored", "unhandled", "processed"]
+StatusName = Literal["pending", "processing", "processed", "ignored", "unhandled", "not_ours", "failed", "dead"]
+ReplayableStatus = Literal["failed", "dead", "ignored", "unhandled", "not_ours", "processed"]
 
 
 class DeliveryAck(msgspec.Struct):
@@ -134,7 +134,7 @@ async def _deliver(endpoint: Endpoint, request: Request[Any, Any, Any]) -> Deliv
     return await accept_delivery(endpoint, request.scope["headers"], request.stream(), settings, arq)
 
 
-WEBHOOK_PATHS: dict[str, Endpoint] = {"/webhooks/stripe": "platform", "/webhooks/stripe/connect": "connect"}
+WEBHOOK_PATHS: dict[str, Endpoint] = {path: endpoint for endpoint, path in ENDPOINT_PATHS.items()}
 _ACK_ENCODER = msgspec.json.Encoder()
 
 
@@ -208,7 +208,7 @@ _WEBHOOK_DESCRIPTION = (
 
 
 @post(
-    "/webhooks/stripe",
+    ENDPOINT_PATHS["platform"],
     operation_id="receivePlatformWebhook",
     tags=["webhooks"],
     raises=_WEBHOOK_PROBLEMS,
@@ -221,7 +221,7 @@ async def platform_webhook(request: Request[Any, Any, Any]) -> DeliveryAck:
 
 
 @post(
-    "/webhooks/stripe/connect",
+    ENDPOINT_PATHS["connect"],
     operation_id="receiveConnectWebhook",
     tags=["webhooks"],
     raises=_WEBHOOK_PROBLEMS,

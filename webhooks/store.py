@@ -4,6 +4,7 @@ Status machine of a stored event (the row is the truth; Redis jobs only say "loo
 
     pending ──claim──▶ processing ──ok──▶ processed
        ▲                   │  ├─livemode mismatch / a deliberately ignored type──▶ ignored
+       │                   │  ├─the handler finds it concerns nothing of ours (NotOurs)──▶ not_ours
        │                   │  └─no handler here / not on its endpoint──▶ unhandled ──(a worker with a
        │                   │                     handler starts, or re-offers on its tick)──claim──▶ processing
        │                   ├─raise or lease expired, attempts < max──▶ failed ──(when due)──claim──▶ processing
@@ -39,7 +40,8 @@ from marketplace.db import DB, close_pool
 from webhooks.registry import Endpoint, StoredEvent
 from webhooks.tables import EventStatus
 
-TERMINAL = (EventStatus.processed.value, EventStatus.ignored.value)  # the only statuses retention prunes
+# The only statuses retention prunes.
+TERMINAL = (EventStatus.processed.value, EventStatus.ignored.value, EventStatus.not_ours.value)
 CLAIMABLE = (EventStatus.pending.value, EventStatus.failed.value)
 MAX_ERROR_CHARS = 4000
 
@@ -341,7 +343,7 @@ async def claim(event_id: str, lease_seconds: int, *, unhandled: bool = False) -
 
 
 async def finish(event_id: str, lease_token: str, status: EventStatus, note: str | None = None) -> bool:
-    """Record a terminal outcome (processed / ignored) if we still hold the lease."""
+    """Record a terminal outcome (processed / ignored / not_ours) if we still hold the lease."""
     async with connection() as conn:
         result: str = await conn.execute(
             """

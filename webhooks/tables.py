@@ -27,6 +27,7 @@ class EventStatus(StrEnum):
     # No handler here for its type (or not on its endpoint): kept, never pruned, and re-offered by every
     # worker that has a handler for it (a rolling deploy's old workers park what only new ones know).
     unhandled = "unhandled"
+    not_ours = "not_ours"  # a handler found the event concerns no object of this platform (terminal)
     failed = "failed"  # a handler raised; retried at next_attempt_at
     dead = "dead"  # gave up after the maximum number of attempts; replay brings it back
 

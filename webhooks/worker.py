@@ -36,7 +36,7 @@ from marketplace.settings import Settings
 from webhooks import store
 from webhooks.metrics import count_outcome, count_sweep, flush_counts
 from webhooks.queueing import BACKOFF_BASE_SECONDS, backoff, enqueue_event, enqueuer_for, job_id_for
-from webhooks.registry import HandlerContext, event_types_for, handler_for, ignored_because
+from webhooks.registry import HandlerContext, NotOurs, event_types_for, handler_for, ignored_because
 from webhooks.tables import EventStatus
 
 __all__ = [
@@ -135,6 +135,13 @@ async def process_event(ctx: dict[str, Any], event_id: str, *, unhandled: bool =
     try:
         async with asyncio.timeout(settings.handler_timeout_seconds):
             await registration.handler(context, event)
+    except NotOurs as exc:
+        if not await store.finish(event.id, claimed.lease_token, EventStatus.not_ours, redact(exc.note)):
+            count_outcome(redis, event.type, "lost_lease")
+            return "lost_lease"
+        count_outcome(redis, event.type, "not_ours")
+        log.info("event concerns nothing of this platform: %s", exc.note, extra=extra)
+        return "not_ours"
     except Exception as exc:
         return await _record_failure(ctx, claimed, exc)
 

@@ -5,22 +5,25 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import stripe
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Redirect
 
 from connect.accounts import SUPPORTED_COUNTRIES
+from connect.profiles import AccountStatus
+from marketplace import ratelimit
 from marketplace.auth.guards import admin_only, seller_only
 from marketplace.auth.service import create_principal
 from marketplace.auth.tables import Role
-from marketplace.deps import PrincipalDep, SettingsDep, StripeDep
-from marketplace.problems import NotFound, Problem, Unavailable, UpstreamError
-from marketplace.sellers import onboarding
+from marketplace.deps import ArqDep, PrincipalDep, SettingsDep, StripeDep
+from marketplace.problems import NotFound, Problem, TooManyRequests, Unavailable, UpstreamError
+from marketplace.sellers import accounts, errors, links, sync, urls
+from marketplace.sellers.accounts import AccountRow
 from marketplace.sellers.schemas import (
     AdminSellerOut,
     ConnectedAccountOut,
@@ -52,15 +55,15 @@ def seller_out(row: dict[str, Any]) -> SellerOut:
     )
 
 
-def account_out(row: dict[str, Any]) -> ConnectedAccountOut:
-    req = row.get("requirements") or {}
+def account_out(row: AccountRow) -> ConnectedAccountOut:
+    req = row.requirements
     return ConnectedAccountOut(
-        account_id=row["stripe_account_id"],
-        profile=row["profile"],
-        status=row["status"],
-        charges_enabled=row["charges_enabled"],
-        payouts_enabled=row["payouts_enabled"],
-        details_submitted=row["details_submitted"],
+        account_id=row.stripe_account_id,
+        profile=row.profile,
+        status=row.status,
+        charges_enabled=row.charges_enabled,
+        payouts_enabled=row.payouts_enabled,
+        details_submitted=row.details_submitted,
         requirements=Requirements(
             currently_due=req.get("currently_due") or [],
             past_due=req.get("past_due") or [],
@@ -69,11 +72,11 @@ def account_out(row: dict[str, Any]) -> ConnectedAccountOut:
             disabled_reason=req.get("disabled_reason"),
             current_deadline=req.get("current_deadline"),
         ),
-        capabilities=row.get("capabilities") or {},
-        dashboard=row["dashboard"],
-        synced_at=row["synced_at"],
-        synced_from=row["synced_from"],
-        disconnected_at=row["disconnected_at"],
+        capabilities=row.capabilities,
+        dashboard=row.dashboard,
+        synced_at=row.synced_at,
+        synced_from=row.synced_from,
+        disconnected_at=row.disconnected_at,
     )
 
 
@@ -113,8 +116,8 @@ class SellerMeController(Controller):
 
     @get("/", operation_id="getMySellerProfile", summary="The seller's profile and connected-account state")
     async def me(self, principal: PrincipalDep) -> SellerProfile:
-        seller = await onboarding.seller_for_principal(principal.id)
-        account = await onboarding.account_for_seller(seller["id"])
+        seller = await accounts.seller_for_principal(principal.id)
+        account = await accounts.account_for_seller(seller["id"])
         return SellerProfile(seller=seller_out(seller), connected_account=account_out(account) if account else None)
 
     @post(
@@ -127,13 +130,13 @@ class SellerMeController(Controller):
         ),
         status_code=200,
         responses={201: ResponseSpec(data_container=ConnectedAccountOut, description="A new connected account.")},
-        raises=[onboarding.UnsupportedAccount, UpstreamError, Unavailable],
+        raises=[errors.UnsupportedAccount, UpstreamError, Unavailable],
     )
     async def create_account(
         self, principal: PrincipalDep, stripe_client: StripeDep, settings: SettingsDep
     ) -> Response[ConnectedAccountOut]:
-        seller = await onboarding.seller_for_principal(principal.id)
-        row, created = await onboarding.ensure_connected_account(stripe_client, settings, seller)
+        seller = await accounts.seller_for_principal(principal.id)
+        row, created = await accounts.ensure_connected_account(stripe_client, settings, seller)
         return Response(account_out(row), status_code=201 if created else 200)
 
     @post(
@@ -141,13 +144,13 @@ class SellerMeController(Controller):
         operation_id="createMyOnboardingLink",
         summary="A fresh hosted onboarding link (single use, expires within minutes)",
         status_code=201,
-        raises=[onboarding.AccountNotCreated, onboarding.AccountDisconnected, UpstreamError, Unavailable],
+        raises=[errors.AccountNotCreated, errors.AccountDisconnected, UpstreamError, Unavailable],
     )
     async def onboarding_link(
         self, principal: PrincipalDep, stripe_client: StripeDep, settings: SettingsDep
     ) -> LinkOut:
-        seller = await onboarding.seller_for_principal(principal.id)
-        url, expires_at = await onboarding.mint_onboarding_link(stripe_client, settings, seller["id"])
+        seller = await accounts.seller_for_principal(principal.id)
+        url, expires_at = await links.mint_onboarding_link(stripe_client, settings, seller["id"])
         return LinkOut(url=url, expires_at=expires_at)
 
     @post(
@@ -156,17 +159,17 @@ class SellerMeController(Controller):
         summary="An Express dashboard login link (platform-managed accounts only)",
         status_code=201,
         raises=[
-            onboarding.AccountNotCreated,
-            onboarding.DashboardLinkUnavailable,
-            onboarding.AccountDisconnected,
-            onboarding.OnboardingIncomplete,
+            errors.AccountNotCreated,
+            errors.DashboardLinkUnavailable,
+            errors.AccountDisconnected,
+            errors.OnboardingIncomplete,
             UpstreamError,
             Unavailable,
         ],
     )
     async def dashboard_link(self, principal: PrincipalDep, stripe_client: StripeDep) -> LinkOut:
-        seller = await onboarding.seller_for_principal(principal.id)
-        return LinkOut(url=await onboarding.mint_dashboard_link(stripe_client, seller["id"]))
+        seller = await accounts.seller_for_principal(principal.id)
+        return LinkOut(url=await links.mint_dashboard_link(stripe_client, seller["id"]))
 
 
 def _seller_page(settings: Settings, **query: str) -> Redirect:
@@ -180,30 +183,39 @@ class OnboardingRedirectController(Controller):
 
     A browser is on the other end: every outcome, errors included, is a redirect to the seller page
     with `onboarding=<outcome>` (never a JSON problem), and failures are logged (without the state).
+    The one exception is the rate limit (`marketplace.ratelimit`): a 429 problem, before Stripe is called.
     """
 
-    path = "/sellers/onboarding/{link_state:uuid}"
+    path = urls.ONBOARDING_REDIRECTS
     tags = ["sellers"]
 
     @get(
-        "/refresh",
+        urls.ONBOARDING_REFRESH,
         operation_id="refreshOnboardingLink",
         summary="Mint a fresh onboarding link and redirect to it (the state is single use)",
         description=(
             "303 to a new hosted onboarding link; the state in this URL is consumed and the new link's "
             "state keeps its deadline. Otherwise 303 to the seller page with `onboarding=link_expired` "
-            "(unknown, used or expired state), `disconnected`, `no_account` or `error` (Stripe failed)."
+            "(unknown, used or expired state), `disconnected`, `no_account` or `error` (Stripe failed). "
+            "429 `too-many-requests` past 10 requests per state or 30 per client address in a minute."
         ),
         status_code=303,
+        raises=[TooManyRequests],
     )
     async def refresh(
-        self, link_state: FromPath[uuid.UUID], stripe_client: StripeDep, settings: SettingsDep
+        self,
+        request: Request[Any, Any, Any],
+        link_state: FromPath[uuid.UUID],
+        stripe_client: StripeDep,
+        settings: SettingsDep,
+        arq: ArqDep,
     ) -> Redirect:
+        await ratelimit.limit_onboarding_redirect(arq, request, link_state)
         try:
-            minted = await onboarding.refresh_onboarding_link(stripe_client, settings, link_state)
-        except onboarding.AccountDisconnected:
+            minted = await links.refresh_onboarding_link(stripe_client, settings, link_state)
+        except errors.AccountDisconnected:
             return _seller_page(settings, onboarding="disconnected")
-        except onboarding.AccountNotCreated:
+        except errors.AccountNotCreated:
             return _seller_page(settings, onboarding="no_account")
         except Problem as exc:  # Stripe failed (problem_from_stripe logged the details)
             log.warning("onboarding refresh failed: %s", exc.slug)
@@ -214,20 +226,28 @@ class OnboardingRedirectController(Controller):
         return Redirect(path=url, status_code=303)
 
     @get(
-        "/return",
+        urls.ONBOARDING_RETURN,
         operation_id="returnFromOnboarding",
         summary="Re-read the account from Stripe, then redirect to the seller page with its status",
         description=(
             "303 to the seller page with `onboarding=returned&status=<status>`, or with "
-            "`onboarding=link_expired`, `disconnected`, `no_account` or `error` (Stripe failed)."
+            "`onboarding=link_expired`, `disconnected`, `no_account` or `error` (Stripe failed). "
+            "429 `too-many-requests` past 10 requests per state or 30 per client address in a minute."
         ),
         status_code=303,
+        raises=[TooManyRequests],
     )
     async def return_(
-        self, link_state: FromPath[uuid.UUID], stripe_client: StripeDep, settings: SettingsDep
+        self,
+        request: Request[Any, Any, Any],
+        link_state: FromPath[uuid.UUID],
+        stripe_client: StripeDep,
+        settings: SettingsDep,
+        arq: ArqDep,
     ) -> Redirect:
+        await ratelimit.limit_onboarding_redirect(arq, request, link_state)
         try:
-            outcome = await onboarding.return_from_onboarding(stripe_client, link_state)
+            outcome = await links.return_from_onboarding(stripe_client, link_state)
         except stripe.StripeError as exc:
             log.warning(
                 "reading the account on return from onboarding failed: %s (code=%s, request=%s)",
@@ -251,21 +271,21 @@ class AdminSellerController(Controller):
     async def list_sellers(
         self,
         status: Annotated[
-            Literal["onboarding", "restricted", "active", "disabled", "disconnected"] | None,
+            AccountStatus | None,
             QueryParameter(name="status"),
         ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
         offset: Annotated[int, QueryParameter(ge=0)] = 0,
     ) -> list[AdminSellerOut]:
-        rows = await onboarding.accounts_by_status(status, limit, offset)
+        listed = await accounts.accounts_by_status(status, limit, offset)
         return [
             AdminSellerOut(
-                seller_id=row["seller"],
-                display_name=row["seller.display_name"],
-                email=row["seller.email"],
-                connected_account=account_out(row),
+                seller_id=item.account.seller,
+                display_name=item.display_name,
+                email=item.email,
+                connected_account=account_out(item.account),
             )
-            for row in rows
+            for item in listed
         ]
 
     @post(
@@ -276,13 +296,13 @@ class AdminSellerController(Controller):
         raises=[UpstreamError, Unavailable],
     )
     async def sync(self, seller_id: FromPath[uuid.UUID], stripe_client: StripeDep) -> ConnectedAccountOut:
-        account = await onboarding.account_for_seller(seller_id)
-        if account is None or not account["stripe_account_id"]:
+        account = await accounts.account_for_seller(seller_id)
+        if account is None or not account.stripe_account_id:
             raise NotFound(f"No connected account for seller {seller_id}.")
         try:
-            await onboarding.sync_connected_account(stripe_client, account["stripe_account_id"], source="admin")
+            await sync.sync_connected_account(stripe_client, account.stripe_account_id, source="admin")
         except stripe.StripeError as exc:
             raise problem_from_stripe(exc, "read the connected account") from exc
-        fresh = await onboarding.account_for_seller(seller_id)
+        fresh = await accounts.account_for_seller(seller_id)
         assert fresh is not None
         return account_out(fresh)

@@ -8,10 +8,11 @@ from typing import Literal
 
 import msgspec
 
+from connect.profiles import AccountProfile, AccountStatus
 from marketplace.schemas import CountryCode, DisplayName, Email
 
 BusinessType = Literal["individual", "company", "non_profit", "government_entity"]
-AccountProfileName = Literal["platform_managed", "seller_managed"]
+AccountProfileName = AccountProfile
 
 
 class SellerSignup(msgspec.Struct, forbid_unknown_fields=True):
@@ -47,7 +48,7 @@ class Requirements(msgspec.Struct):
     current_deadline: int | None
 
 
-AccountStatusName = Literal["onboarding", "restricted", "active", "disabled", "disconnected"]
+AccountStatusName = AccountStatus
 
 
 class ConnectedAccountOut(msgspec.Struct):

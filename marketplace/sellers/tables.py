@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from piccolo.columns import JSONB, UUID, Boolean, ForeignKey, Integer, OnDelete, Timestamptz, Varchar
+from piccolo.columns import JSONB, UUID, BigInt, Boolean, ForeignKey, Integer, OnDelete, Timestamptz, Varchar
 from piccolo.table import Table
 
 from marketplace.auth.tables import Principal
@@ -50,11 +50,12 @@ class ConnectedAccount(Table, tablename="connected_accounts", db=DB):
     disconnected_at = Timestamptz(null=True, default=None)
     # First time the seller's browser came back through our onboarding return URL.
     onboarding_returned_at = Timestamptz(null=True, default=None)
-    # When the state above was read from Stripe, and by whom (`create`, `return`, `event:evt_…`, `admin`).
-    # Reads of one account are serialized by a row lock held across the Stripe call, so the last one
-    # stored is the newest.
+    # When the state above was read from Stripe, and by whom (`create`, `return`, `event:evt_…`, `admin`),
+    # and the ticket (from the `account_sync_tickets` sequence, taken before the read) of the read stored:
+    # a read is stored only if its ticket is larger, so an older, slower read never overwrites a newer one.
     synced_at = Timestamptz(null=True, default=None)
     synced_from = Varchar(length=255, null=True, default=None)
+    sync_ticket = BigInt(default=0)
     created_at = Timestamptz()
 
 

@@ -225,7 +225,8 @@ def clear_api_faults(sb: Sandbox, body: Obj, path: dict[str, str], query: dict[s
 @control("POST", "/latency")
 def latency(sb: Sandbox, body: Obj, path: dict[str, str], query: dict[str, str]) -> Obj:
     sb.latency_ms = float(body.get("ms", 0))
-    return {"latency_ms": sb.latency_ms}
+    sb.response_latency_ms = float(body.get("response_ms", 0))
+    return {"latency_ms": sb.latency_ms, "response_latency_ms": sb.response_latency_ms}
 
 
 @control("POST", "/faults/deliveries")
@@ -244,6 +245,7 @@ def faults(sb: Sandbox, body: Obj, path: dict[str, str], query: dict[str, str]) 
     return {
         "api_faults": [f.as_dict() for f in sb.api_faults],
         "latency_ms": sb.latency_ms,
+        "response_latency_ms": sb.response_latency_ms,
         "delivery_faults": sb.deliverer.faults.as_dict(),
     }
 

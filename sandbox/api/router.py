@@ -156,6 +156,7 @@ def _fingerprint(method: str, path: str, params: Params) -> str:
 async def dispatch(sb: Sandbox, request: Request[Any, Any, Any]) -> Response[bytes]:
     request_id = new_id("req_", 14)
     headers = {"Request-Id": request_id, "Stripe-Version": request.headers.get("stripe-version", objects.API_VERSION)}
+    answer_after = sb.response_latency_ms  # as set when the request arrived
     if sb.latency_ms > 0:
         await asyncio.sleep(sb.latency_ms / 1000)
     if sb.api_faults:
@@ -163,13 +164,16 @@ async def dispatch(sb: Sandbox, request: Request[Any, Any, Any]) -> Response[byt
         return await _fault_response(fault, request_id, headers)
     body_bytes = await request.body()
     try:
-        return _handle(sb, request, body_bytes.decode(), request_id, headers)
+        response = _handle(sb, request, body_bytes.decode(), request_id, headers)
     except StripeError as exc:
-        return _json(exc.status, exc.body(request_id), {**headers, **exc.headers})
+        response = _json(exc.status, exc.body(request_id), {**headers, **exc.headers})
     except Exception:  # a sandbox bug: still answer with Stripe's envelope, and say so in the log
         log.exception("unhandled error in %s %s", request.method, request.url.path)
         err = StripeError("An unknown error occurred", type="api_error", status=500)
-        return _json(err.status, err.body(request_id), headers)
+        response = _json(err.status, err.body(request_id), headers)
+    if answer_after > 0:
+        await asyncio.sleep(answer_after / 1000)
+    return response
 
 
 async def _fault_response(fault: Any, request_id: str, headers: dict[str, str]) -> Response[bytes]:

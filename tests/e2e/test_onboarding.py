@@ -20,12 +20,8 @@ import pytest
 from connect.accounts import account_create_params
 from connect.idempotency import account_key
 from marketplace.outbox.tables import OutboxMessage
-from marketplace.sellers.onboarding import (
-    SellerCannotSell,
-    ensure_can_accept_checkout,
-    seller_may_be_shown,
-    sellers_shown_to_buyers,
-)
+from marketplace.sellers.eligibility import seller_may_be_shown, sellers_shown_to_buyers, selling_terms
+from marketplace.sellers.errors import SellerCannotSell
 from marketplace.sellers.tables import AccountLinkRequest, ConnectedAccount, Seller
 from tests.e2e.conftest import Stack
 from tests.support.factories import SellerSignupFactory, payload
@@ -176,7 +172,8 @@ async def test_complete_onboarding_activates_the_seller_through_the_connect_webh
     target = urlsplit(back.headers["location"])
     assert f"{target.scheme}://{target.netloc}{target.path}" == stack.settings.seller_return_url
     assert parse_qs(target.query) == {"onboarding": ["returned"], "status": ["active"]}
-    assert (await ensure_can_accept_checkout(uuid.UUID(seller["id"])))["stripe_account_id"] == account_id
+    terms = await selling_terms(uuid.UUID(seller["id"]))
+    assert (terms.stripe_account_id, terms.charge_type) == (account_id, "destination")
     # The return re-read is recorded as "return": the URL's state (a credential) is never exposed.
     state_id = urlsplit(return_url).path.split("/")[-2]
     after_return = await me(stack, auth)
@@ -198,7 +195,7 @@ async def test_incomplete_onboarding_is_restricted_with_requirements_shown(stack
     assert state["requirements"]["currently_due"], state
     assert state["requirements"]["disabled_reason"]
     with pytest.raises(SellerCannotSell) as refused:
-        await ensure_can_accept_checkout(uuid.UUID(seller["id"]))
+        await selling_terms(uuid.UUID(seller["id"]))
     assert refused.value.extra["seller_status"] == "restricted"
 
 
@@ -323,7 +320,7 @@ async def test_deauthorization_disconnects_and_refuses_checkout_and_links(stack:
     assert state["charges_enabled"] is False
 
     with pytest.raises(SellerCannotSell) as refused:
-        await ensure_can_accept_checkout(uuid.UUID(seller["id"]))
+        await selling_terms(uuid.UUID(seller["id"]))
     assert "disconnected" in str(refused.value)
     link_refused = await stack.api.post("/sellers/me/onboarding-link", headers=auth)
     assert link_refused.status_code == 409
@@ -613,10 +610,10 @@ async def test_only_sellers_who_can_take_payments_are_shown_and_can_check_out(st
     for status, seller_id in sellers.items():
         assert await seller_may_be_shown(seller_id) is (status == "active"), status
         if status == "active":
-            assert (await ensure_can_accept_checkout(seller_id))["status"] == "active"
+            assert (await selling_terms(seller_id)).charge_type == "destination"
             continue
         with pytest.raises(SellerCannotSell) as refused:
-            await ensure_can_accept_checkout(seller_id)
+            await selling_terms(seller_id)
         assert refused.value.status == 409
         assert refused.value.slug == "seller-cannot-sell"
         assert refused.value.extra["seller_status"] == status

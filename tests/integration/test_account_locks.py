@@ -1,4 +1,4 @@
-"""A sync holds its account row's lock across a Stripe read; that must not hold up a link for the account."""
+"""A writer of an account row locks it (briefly); that must not hold up a link for the account."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import httpx
 
 from marketplace.db import DB
-from marketplace.sellers.onboarding import _lock_account
+from marketplace.sellers.sync import _lock_account
 from marketplace.sellers.tables import AccountLinkRequest, ConnectedAccount
 from tests.support.factories import SellerSignupFactory, payload
 

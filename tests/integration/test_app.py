@@ -218,10 +218,10 @@ async def test_ready_reports_a_stopped_redis(settings: Settings) -> None:
     dead = with_settings(settings, redis_url=type(settings.redis_url)(f"redis://127.0.0.1:{free_port()}/0"))
     async with in_process(create_app(dead)) as other:
         ready = await other.get("/health/ready")
-    assert ready.status_code == 503
+    assert ready.status_code == 200  # deliveries are still stored without Redis: degraded, not unready
+    assert ready.json()["status"] == "degraded"
     assert ready.json()["checks"]["postgres"] == "ok"
     assert ready.json()["checks"]["redis"].startswith("failed")
-    assert ready.json()["instance"] == "/health/ready"
 
 
 def test_serve_logs_a_bind_error_as_json() -> None:

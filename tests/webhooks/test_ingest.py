@@ -341,3 +341,18 @@ async def test_deliveries_are_stored_while_the_apis_own_pool_is_exhausted(wh_cli
         for conn in held:
             await pool.release(conn)
     assert await stored(event["id"]) is not None
+
+
+async def test_a_non_ascii_signature_header_is_a_400_not_a_500(wh_client: Any) -> None:
+    """Found by the property tier: the SDK's constant-time comparison raised TypeError on a non-ASCII
+    byte in a `v1=` entry, which answered 500 to anyone without a key."""
+    event = make_event()
+    body = json.dumps(event)
+    response = await wh_client.post(
+        "/webhooks/stripe",
+        content=body,
+        headers=[("Stripe-Signature", "t=1,v1=\xff".encode("latin-1")), ("Content-Type", "application/json")],
+    )
+    assert response.status_code == 400
+    assert response.json()["type"] == "urn:marketplace:problem:webhook-signature-invalid"
+    assert await stored(event["id"]) is None
