@@ -22,7 +22,8 @@ from marketplace import routes
 from marketplace.auth.guards import current_principal
 from marketplace.db import DB, start_database, stop_database
 from marketplace.observability import RequestIdMiddleware, configure_logging
-from marketplace.problems import document_problems, exception_handlers
+from marketplace.problem_docs import document_problems
+from marketplace.problem_handlers import exception_handlers
 from marketplace.queue import arq_pool
 from marketplace.settings import Settings, get_settings
 from webhooks.routes import WebhookIngress

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 import redis.exceptions
 
-from marketplace.problems import dependency_outage
+from marketplace.problem_handlers import dependency_outage
 from marketplace.queue import arq_pool
 from tests.conftest import free_port
 
