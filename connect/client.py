@@ -2,7 +2,32 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import Any
+
 import stripe
+
+# Seconds spent waiting for Stripe in the current request (a list per request, set by whoever serves it:
+# `marketplace.observability.RequestIdMiddleware`), for the access log and the Server-Timing header.
+stripe_seconds: ContextVar[list[float] | None] = ContextVar("stripe_seconds", default=None)
+
+
+class _TimedHTTPXClient(stripe.HTTPXClient):
+    """stripe-python's HTTPX client, adding each round trip's duration to `stripe_seconds`."""
+
+    async def request_async(
+        self, method: str, url: str, headers: Mapping[str, str], post_data: Any = None
+    ) -> tuple[bytes, int, Mapping[str, str]]:
+        started = time.perf_counter()
+        try:
+            return await super().request_async(method, url, headers, post_data)
+        finally:
+            spent = stripe_seconds.get()
+            if spent is not None:
+                spent.append(time.perf_counter() - started)
+
 
 # Per attempt (the SDK's own default is 80 s). One call then ends within (1 + max_network_retries) times
 # this plus the SDK's sleeps between attempts; settings check that this fits under a webhook handler's
@@ -28,7 +53,7 @@ def build_stripe_client(
         base_addresses = {"api": api_base, "connect": api_base, "files": api_base}
     return stripe.StripeClient(
         api_key,
-        http_client=stripe.HTTPXClient(timeout=timeout_seconds),
+        http_client=_TimedHTTPXClient(timeout=timeout_seconds),
         base_addresses=base_addresses,  # type: ignore[arg-type]
         max_network_retries=max_network_retries,
     )

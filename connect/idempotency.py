@@ -23,3 +23,8 @@ def account_link_key(link_request_id: uuid.UUID) -> str:
 
 def login_link_key(link_request_id: uuid.UUID) -> str:
     return f"login_link:{link_request_id}"
+
+
+def checkout_key(order_id: uuid.UUID) -> str:
+    """The key of an order's Checkout Session: one session per order, however often it is retried."""
+    return f"checkout:{order_id}"

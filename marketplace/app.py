@@ -123,6 +123,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     # Outermost, so routing errors (404/405) carry the request id too; the webhook ingress inside it
     # serves Stripe's deliveries without the framework's per-request machinery (webhooks/routes.py).
-    app.asgi_handler = RequestIdMiddleware(WebhookIngress(app.asgi_handler))
+    app.asgi_handler = RequestIdMiddleware(
+        WebhookIngress(app.asgi_handler), server_timing=settings.app_env != "production"
+    )
     document_problems(app)  # error responses in OpenAPI are problem documents, for every route
     return app

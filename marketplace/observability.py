@@ -29,6 +29,8 @@ import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.asyncio import Redis
 
+from connect.client import stripe_seconds
+
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 # Path segments that are credentials (the onboarding refresh/return state): never written to logs.
 _CAPABILITY_IN_PATH = re.compile(r"(/sellers/onboarding/)[^/]+")
@@ -222,10 +224,16 @@ access_log = logging.getLogger("marketplace.access")
 
 
 class RequestIdMiddleware:
-    """Gives every request an id (kept from `X-Request-ID` if sane), echoes it, logs one access line."""
+    """Gives every request an id (kept from `X-Request-ID` if sane), echoes it, logs one access line.
 
-    def __init__(self, app: ASGIApp) -> None:
+    The line (and, with `server_timing`, a `Server-Timing: app;dur=…, stripe;dur=…` header) says how
+    long the request took and how much of it was spent waiting for Stripe (`connect.client.stripe_seconds`):
+    what is ours and what is Stripe's, per request.
+    """
+
+    def __init__(self, app: ASGIApp, *, server_timing: bool = False) -> None:
         self.app = app
+        self.server_timing = server_timing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # type: ignore[comparison-overlap]
@@ -238,6 +246,8 @@ class RequestIdMiddleware:
                 break
         request_id = incoming if incoming and _REQUEST_ID_RE.match(incoming) else new_request_id()
         token = _request_id.set(request_id)
+        stripe_spent: list[float] = []
+        stripe_token = stripe_seconds.set(stripe_spent)
         started = time.perf_counter()
         status = 500
 
@@ -247,6 +257,10 @@ class RequestIdMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                if self.server_timing:
+                    total, waited = time.perf_counter() - started, sum(stripe_spent)
+                    timing = f"app;dur={(total - waited) * 1000:.2f}, stripe;dur={waited * 1000:.2f}"
+                    headers.append((b"server-timing", timing.encode()))
                 message["headers"] = headers
             await send(message)
 
@@ -260,8 +274,14 @@ class RequestIdMiddleware:
                     "path": _CAPABILITY_IN_PATH.sub(r"\1…", scope["path"]),
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    **(
+                        {"stripe_ms": round(sum(stripe_spent) * 1000, 2), "stripe_calls": len(stripe_spent)}
+                        if stripe_spent
+                        else {}
+                    ),
                 },
             )
+            stripe_seconds.reset(stripe_token)
             _request_id.reset(token)
 
 

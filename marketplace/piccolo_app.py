@@ -8,8 +8,10 @@ from piccolo.conf.apps import AppConfig, table_finder
 TABLE_MODULES = [
     "marketplace.auth.tables",
     "marketplace.sellers.tables",
+    "marketplace.listings.tables",
     "marketplace.buyers.tables",
     "marketplace.outbox.tables",
+    "marketplace.orders.tables",
     "webhooks.tables",
 ]
 

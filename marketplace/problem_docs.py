@@ -140,6 +140,8 @@ def _document_operation(path: str, operation: Operation, handler: HTTPRouteHandl
     if guarded:
         want(401)
         want(403)
+    elif any("BearerToken" in requirement for requirement in operation.security or []):
+        want(401)  # a token is optional here (a guest may call it), but a bad one is refused
     if any(p.param_in == "path" for p in params) or "me" in path.split("/"):
         want(404)  # a path names an object (an id, or the caller's own `me`) that may be missing or not theirs
     if "health" not in (operation.tags or []):  # health routes report outages instead of failing on them

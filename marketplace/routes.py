@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
+import marketplace.orders.controllers
 import marketplace.outbox.controllers
 import webhooks.routes
 from marketplace import health
 from marketplace.buyers.controllers import BuyerController
+from marketplace.listings.controllers import ListingController, SellerListingController
 from marketplace.sellers.controllers import (
     AdminSellerController,
     OnboardingRedirectController,
@@ -26,6 +28,9 @@ def route_handlers() -> list[ControllerRouterHandler]:
         OnboardingRedirectController,
         AdminSellerController,
         BuyerController,
+        SellerListingController,
+        ListingController,
+        *marketplace.orders.controllers.route_handlers(),
         *webhooks.routes.route_handlers(),
         *marketplace.outbox.controllers.route_handlers(),
     ]

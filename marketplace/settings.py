@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
 
+from connect.fees import FeePolicy, fee_problems, parse_per_currency
 from connect.profiles import ACCOUNT_PROFILES, AccountProfile
 
 AppEnv = Literal["development", "test", "production"]
@@ -69,13 +70,14 @@ class SettingsError(Exception):
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-@dataclass(frozen=True, slots=True)
-class FeeSettings:
-    """Platform fee policy inputs: basis points plus a fixed amount (minor units) per currency."""
-
-    basis_points: int = 1000
-    fixed_minor: int = 0
-    minimum_minor: int = 0
+DEFAULT_FEE_BPS = 1000
+# The platform fee policy's per-currency fields (connect.fees.FeePolicy) and the variables they come from.
+FEE_VARIABLES: Mapping[str, str] = {
+    "basis_points": "PLATFORM_FEE_BPS",
+    "fixed": "PLATFORM_FEE_FIXED",
+    "minimum": "PLATFORM_FEE_MINIMUM",
+    "maximum": "PLATFORM_FEE_MAXIMUM",
+}
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class Settings:
     allowed_redirect_origins: tuple[str, ...]
     default_account_profile: AccountProfile = "platform_managed"
     allow_seller_account_profile: bool = False
-    fees: FeeSettings = field(default_factory=FeeSettings)
+    fees: FeePolicy = field(default_factory=lambda: FeePolicy(basis_points=DEFAULT_FEE_BPS))
     webhook_tolerance_seconds: int = 300
     webhook_max_body_bytes: int = 512 * 1024
     event_max_attempts: int = 8
@@ -103,6 +105,13 @@ class Settings:
     worker_max_jobs: int = 20
     worker_db_pool_size: int = 22
     log_level: str = "INFO"
+    # Checkout (docs/charges.md): where Stripe sends the buyer back, and the session's terms.
+    checkout_success_url: str = ""  # carries ?order_id=…&session_id={CHECKOUT_SESSION_ID} when sent
+    checkout_cancel_url: str = ""
+    checkout_expires_minutes: int = 60  # Stripe's bounds: 30 min to 24 h
+    checkout_allow_promotion_codes: bool = False
+    checkout_on_behalf_of: bool = False  # destination charges: the seller is the merchant of record
+    checkout_reuse_seconds: int = 600  # a repeated POST /checkout of the same cart returns its order
 
     @property
     def stripe_call_budget_seconds(self) -> float:
@@ -180,6 +189,16 @@ def _float(env: Mapping[str, str], name: str, default: float, problems: list[str
         problems.append(f"{name} must be a finite number of at least {minimum}, got {raw}")
         return default
     return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool, problems: list[str]) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        problems.append(f"{name} must be true or false")
+        return default
+    return raw in ("true", "1", "yes")
 
 
 def budget_problems(settings: Settings) -> list[str]:
@@ -270,6 +289,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if app_env == "production" and any(o.startswith("http://") for o in origins):
         problems.append("redirect origins must use https in production")
 
+    checkout_urls: dict[str, str] = {}
+    for name, path in (("CHECKOUT_SUCCESS_URL", "/shop/success"), ("CHECKOUT_CANCEL_URL", "/shop/cancel")):
+        url = env.get(name, public_base_url + path)
+        parts = urlsplit(url)
+        if _origin(url) is None or parts.query or parts.fragment:
+            problems.append(f"{name} must be an http(s) URL without a query or fragment")
+        elif _origin(url) not in origins:
+            problems.append(f"{name} must be on one of the allowed redirect origins ({', '.join(origins)})")
+        checkout_urls[name] = url
+    checkout_expires = _int(env, "CHECKOUT_EXPIRES_MINUTES", 60, problems, minimum=30)
+    if checkout_expires > 24 * 60:
+        problems.append("CHECKOUT_EXPIRES_MINUTES must be at most 1440 (Stripe's 24 hours)")
+
     profile = env.get("DEFAULT_ACCOUNT_PROFILE", "platform_managed")
     if profile not in ACCOUNT_PROFILES:
         problems.append(f"DEFAULT_ACCOUNT_PROFILE must be one of {', '.join(ACCOUNT_PROFILES)}")
@@ -279,13 +311,25 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if allow_choice not in ("true", "false", "1", "0", "yes", "no"):
         problems.append("ALLOW_SELLER_ACCOUNT_PROFILE must be true or false")
 
-    fee_bps = _int(env, "PLATFORM_FEE_BPS", 1000, problems)
-    if fee_bps > 10_000:
-        problems.append("PLATFORM_FEE_BPS must be at most 10000 (100%)")
-    fees = FeeSettings(
-        basis_points=fee_bps,
-        fixed_minor=_int(env, "PLATFORM_FEE_FIXED", 0, problems),
-        minimum_minor=_int(env, "PLATFORM_FEE_MINIMUM", 0, problems),
+    fee_bps = _int(env, "PLATFORM_FEE_BPS", DEFAULT_FEE_BPS, problems)  # a negative one is reported here
+    fee_amounts: dict[str, dict[str, int]] = {}
+    for attr in ("fixed", "minimum", "maximum"):
+        try:
+            fee_amounts[attr] = parse_per_currency(env.get(FEE_VARIABLES[attr], ""), FEE_VARIABLES[attr])
+        except ValueError as exc:
+            problems.append(str(exc))
+            fee_amounts[attr] = {}
+    fee_policy_problems = fee_problems(basis_points=fee_bps if fee_bps >= 0 else None, **fee_amounts)
+    problems += [f"{FEE_VARIABLES[attr]}: {message}" for attr, message in fee_policy_problems]
+    fees = (
+        FeePolicy(
+            basis_points=fee_bps,
+            fixed=fee_amounts["fixed"],
+            minimum=fee_amounts["minimum"],
+            maximum=fee_amounts["maximum"],
+        )
+        if fee_bps >= 0 and not fee_policy_problems
+        else FeePolicy(basis_points=DEFAULT_FEE_BPS)  # never used: the problems above are raised
     )
 
     stripe_timeout = _float(env, "STRIPE_TIMEOUT_SECONDS", 10.0, problems, minimum=0.5)
@@ -326,6 +370,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_max_jobs=max_jobs,
         worker_db_pool_size=pool_size,
         log_level=log_level,
+        checkout_success_url=checkout_urls["CHECKOUT_SUCCESS_URL"],
+        checkout_cancel_url=checkout_urls["CHECKOUT_CANCEL_URL"],
+        checkout_expires_minutes=checkout_expires,
+        checkout_allow_promotion_codes=_bool(env, "CHECKOUT_ALLOW_PROMOTION_CODES", False, problems),
+        checkout_on_behalf_of=_bool(env, "CHECKOUT_ON_BEHALF_OF", False, problems),
+        checkout_reuse_seconds=_int(env, "CHECKOUT_REUSE_SECONDS", 600, problems, minimum=0),
     )
     problems += budget_problems(settings)
     if problems:

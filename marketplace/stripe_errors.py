@@ -17,7 +17,7 @@ def problem_from_stripe(exc: stripe.StripeError, action: str) -> Problem:
         "stripe %s failed: %s (code=%s, request=%s)",
         action,
         type(exc).__name__,
-        getattr(exc, "code", None),
+        stripe_code(exc),
         getattr(exc, "request_id", None),
     )
     if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError) or (exc.http_status or 0) >= 500:
@@ -26,4 +26,16 @@ def problem_from_stripe(exc: stripe.StripeError, action: str) -> Problem:
             headers={"Retry-After": "5"},
         )
     message = exc.user_message or "Stripe refused the request."
-    return UpstreamError(f"Stripe refused to {action}: {message}", stripe_code=getattr(exc, "code", None))
+    return UpstreamError(f"Stripe refused to {action}: {message}", stripe_code=stripe_code(exc))
+
+
+def stripe_code(exc: stripe.StripeError) -> str | None:
+    """Stripe's error code (`account_invalid`, `resource_missing`, …). stripe-python sets `code` only on some
+    error classes (not on a 403's PermissionError), so the response body is read when it is missing."""
+    code = getattr(exc, "code", None)
+    if code:
+        return str(code)
+    body = exc.json_body if isinstance(exc.json_body, dict) else {}
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    found = error.get("code") if isinstance(error, dict) else None
+    return str(found) if found else None

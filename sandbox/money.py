@@ -21,7 +21,16 @@ DECLINES = {
 
 
 def money(amount: int, currency: str) -> str:
-    return f"${amount / 100:,.2f}" if currency not in ZERO_DECIMAL else f"{amount} {currency.upper()}"
+    """An amount as Stripe's messages write it: `$0.50` for USD, else the major unit and the code."""
+    if currency == "usd":
+        return f"${amount / 100:,.2f}"
+    places = 0 if currency in ZERO_DECIMAL else 3 if currency in THREE_DECIMAL else 2
+    whole, fraction = divmod(amount, 10**places)
+    return f"{whole:,}" + (f".{fraction:0{places}d}" if places else "") + f" {currency.upper()}"
+
+
+# Amounts in thousandths, which Stripe requires to end in 0 (docs.stripe.com/currencies#three-decimal).
+THREE_DECIMAL = {"bhd", "jod", "kwd", "omr", "tnd"}
 
 
 ZERO_DECIMAL = {

@@ -45,9 +45,9 @@ async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
 
 
 def _fmt(amount: int, currency: str) -> str:
-    if currency in money.ZERO_DECIMAL:
-        return f"{amount} {currency.upper()}"
-    return f"{amount / 100:,.2f} {currency.upper()}"
+    if currency == "usd":
+        return f"{amount / 100:,.2f} USD"
+    return money.money(amount, currency)
 
 
 def _session(sb: Sandbox, session_id: str) -> tuple[Obj, Obj] | None:

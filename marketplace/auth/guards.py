@@ -51,3 +51,11 @@ async def current_principal(request: ASGIConnection[Any, Any, Any, Any]) -> Auth
 seller_only = require_role(Role.seller)
 buyer_only = require_role(Role.buyer)
 admin_only = require_role(Role.admin)
+
+
+async def optional_principal(request: ASGIConnection[Any, Any, Any, Any]) -> AuthenticatedPrincipal | None:
+    """Dependency for routes open to guests: None without an `Authorization` header, the principal with
+    a valid bearer token, and 401 for a header that is not one (never silently a guest)."""
+    if not request.headers.get("authorization"):
+        return None
+    return await _principal_from(request)

@@ -23,3 +23,15 @@ def hash_token(token: str) -> str:
 
 def looks_like_token(value: str) -> bool:
     return value.startswith(TOKEN_PREFIX) and 20 <= len(value) <= 200
+
+
+ORDER_TOKEN_PREFIX = "ord_"
+
+
+def mint_order_token() -> str:
+    """A guest's credential for one order (sent as `X-Order-Token`)."""
+    return ORDER_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def looks_like_order_token(value: str) -> bool:
+    return value.startswith(ORDER_TOKEN_PREFIX) and 20 <= len(value) <= 200

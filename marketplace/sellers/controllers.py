@@ -9,12 +9,13 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import stripe
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Redirect
 
 from connect.accounts import SUPPORTED_COUNTRIES
+from connect.fees import FeeOverride, FeePolicy
 from connect.profiles import AccountStatus
 from marketplace import ratelimit
 from marketplace.auth.guards import admin_only, seller_only
@@ -22,13 +23,17 @@ from marketplace.auth.service import create_principal
 from marketplace.auth.tables import Role
 from marketplace.deps import ArqDep, PrincipalDep, SettingsDep, StripeDep
 from marketplace.problems import NotFound, Problem, TooManyRequests, Unavailable, UpstreamError
-from marketplace.sellers import accounts, errors, links, sync, urls
+from marketplace.sellers import accounts, errors, fees, links, sync, urls
 from marketplace.sellers.accounts import AccountRow
 from marketplace.sellers.schemas import (
     AdminSellerOut,
     ConnectedAccountOut,
+    FeeOverrideIn,
+    FeeOverrideOut,
+    FeePolicyOut,
     LinkOut,
     Requirements,
+    SellerFeePolicyOut,
     SellerOut,
     SellerProfile,
     SellerSignup,
@@ -261,6 +266,29 @@ class OnboardingRedirectController(Controller):
         return _seller_page(settings, onboarding="returned", status=outcome)
 
 
+def fee_policy_out(settings: Settings, seller_id: uuid.UUID, override: FeeOverride | None) -> SellerFeePolicyOut:
+    """The seller's override and effective policy; a conflict with the platform policy is reported, not raised."""
+    override_out = None
+    if override is not None:
+        override_out = FeeOverrideOut(
+            basis_points=override.basis_points,
+            fixed=None if override.fixed is None else dict(override.fixed),
+            minimum=None if override.minimum is None else dict(override.minimum),
+            maximum=None if override.maximum is None else dict(override.maximum),
+        )
+    try:
+        policy: FeePolicy = fees.combine(settings, seller_id, override)
+    except fees.FeePolicyConflict as exc:
+        return SellerFeePolicyOut(seller_id=seller_id, override=override_out, effective=None, conflict=exc.detail)
+    effective = FeePolicyOut(
+        basis_points=policy.basis_points,
+        fixed=dict(policy.fixed),
+        minimum=dict(policy.minimum),
+        maximum=dict(policy.maximum),
+    )
+    return SellerFeePolicyOut(seller_id=seller_id, override=override_out, effective=effective)
+
+
 class AdminSellerController(Controller):
     path = "/admin/sellers"
     tags = ["admin"]
@@ -306,3 +334,42 @@ class AdminSellerController(Controller):
         fresh = await accounts.account_for_seller(seller_id)
         assert fresh is not None
         return account_out(fresh)
+
+    @get(
+        "/{seller_id:uuid}/fee-policy",
+        operation_id="adminGetSellerFeePolicy",
+        summary="A seller's fee override and the fee policy their charges get",
+        raises=[NotFound],
+    )
+    async def fee_policy(self, seller_id: FromPath[uuid.UUID], settings: SettingsDep) -> SellerFeePolicyOut:
+        try:
+            override = await fees.fee_override_for(seller_id)
+        except fees.FeePolicyConflict as exc:  # an unreadable stored override: say so, an admin replaces it
+            return SellerFeePolicyOut(seller_id=seller_id, override=None, effective=None, conflict=exc.detail)
+        return fee_policy_out(settings, seller_id, override)
+
+    @put(
+        "/{seller_id:uuid}/fee-override",
+        operation_id="adminSetSellerFeeOverride",
+        summary="Set a seller's fee override (each field given replaces the platform's whole field)",
+        status_code=200,
+        raises=[NotFound],
+    )
+    async def set_fee_override(
+        self, seller_id: FromPath[uuid.UUID], data: JSONBody[FeeOverrideIn], settings: SettingsDep
+    ) -> SellerFeePolicyOut:
+        override = fees.validated_override(
+            settings, basis_points=data.basis_points, fixed=data.fixed, minimum=data.minimum, maximum=data.maximum
+        )
+        await fees.set_fee_override(seller_id, override)
+        return fee_policy_out(settings, seller_id, override)
+
+    @delete(
+        "/{seller_id:uuid}/fee-override",
+        operation_id="adminClearSellerFeeOverride",
+        summary="Clear a seller's fee override: the platform fee policy applies",
+        status_code=204,
+        raises=[NotFound],
+    )
+    async def clear_fee_override(self, seller_id: FromPath[uuid.UUID]) -> None:
+        await fees.set_fee_override(seller_id, None)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
+from connect.currencies import MAXIMUM_AMOUNT, SUPPORTED_CURRENCIES
+from connect.fees import MAX_BASIS_POINTS
 from connect.profiles import AccountProfile, AccountStatus
 from marketplace.schemas import CountryCode, DisplayName, Email
 
@@ -81,3 +83,49 @@ class AdminSellerOut(msgspec.Struct):
     display_name: str
     email: str
     connected_account: ConnectedAccountOut
+
+
+# Fee policy (connect.fees, docs/fees.md). Amounts in the currency's minor unit; currency keys are
+# lowercase codes of connect.currencies.SUPPORTED_CURRENCIES (checked by the route, which names them).
+BasisPoints = Annotated[int, msgspec.Meta(ge=0, le=MAX_BASIS_POINTS, description="1 bp = 0.01 %; 10000 = 100 %")]
+MinorAmount = Annotated[int, msgspec.Meta(ge=0, le=MAXIMUM_AMOUNT, description="minor units of the currency")]
+PerCurrency = Annotated[
+    dict[Annotated[str, msgspec.Meta(min_length=3, max_length=3)], MinorAmount],
+    msgspec.Meta(max_length=len(SUPPORTED_CURRENCIES), description="lowercase currency code to minor units"),
+]
+
+
+class FeeOverrideIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A seller's fee override: each field given replaces the platform's whole field; null or absent
+    leaves it to the platform (`{}` is not null: `"maximum": {}` removes every cap)."""
+
+    basis_points: BasisPoints | None = None
+    fixed: PerCurrency | None = None
+    minimum: PerCurrency | None = None
+    maximum: PerCurrency | None = None
+
+
+class FeeOverrideOut(msgspec.Struct):
+    basis_points: int | None
+    fixed: dict[str, int] | None
+    minimum: dict[str, int] | None
+    maximum: dict[str, int] | None
+
+
+class FeePolicyOut(msgspec.Struct):
+    """A complete policy; a currency absent from `maximum` has no cap, from `fixed`/`minimum`: 0."""
+
+    basis_points: int
+    fixed: dict[str, int]
+    minimum: dict[str, int]
+    maximum: dict[str, int]
+
+
+class SellerFeePolicyOut(msgspec.Struct):
+    """The seller's override (null: none) and the policy their charges get (null with `conflict` when
+    the stored override no longer fits the platform policy: charges are refused until it is fixed)."""
+
+    seller_id: uuid.UUID
+    override: FeeOverrideOut | None
+    effective: FeePolicyOut | None
+    conflict: str | None = None

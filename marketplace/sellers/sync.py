@@ -27,6 +27,7 @@ from marketplace.db import DB
 from marketplace.outbox.service import add_message
 from marketplace.sellers.accounts import AccountRow, account_for_seller, snapshot_values
 from marketplace.sellers.tables import ConnectedAccount
+from marketplace.stripe_errors import stripe_code
 
 log = logging.getLogger("marketplace.onboarding")
 
@@ -81,7 +82,7 @@ async def sync_connected_account(client: stripe.StripeClient, account_id: str, s
                 raise NotOurAccount(
                     account_id,
                     f"account {account_id} is connected to no seller and Stripe does not show it to this "
-                    f"platform ({exc.http_status} {getattr(exc, 'code', None) or type(exc).__name__})",
+                    f"platform ({exc.http_status} {stripe_code(exc) or type(exc).__name__})",
                 ) from exc
             raise
 

@@ -19,6 +19,10 @@ class Seller(Table, tablename="sellers", db=DB):
     # None: the platform's default account profile applies when the connected account is created.
     account_profile = Varchar(length=32, null=True, default=None)
     created_at = Timestamptz()
+    # None: the platform fee policy applies as configured. Otherwise the seller's connect.fees.FeeOverride
+    # as {"basis_points": …, "fixed": {…}, "minimum": {…}, "maximum": {…}}, a key only where it is set
+    # (marketplace.sellers.fees).
+    fee_override = JSONB(null=True, default=None)
 
 
 class ConnectedAccount(Table, tablename="connected_accounts", db=DB):

@@ -40,7 +40,13 @@ from sandbox.runtime import Sandbox
 from sandbox.schema import fields, literals
 from sandbox.store import Obj, created_filter, new_id, now, paginate
 
-MINIMUM_CHARGE = {"usd": 50, "eur": 50, "gbp": 30, "cad": 50, "aud": 50, "chf": 50, "jpy": 50}
+# Stripe's minimum charge amounts (docs.stripe.com/currencies#minimum-and-maximum-charge-amounts), minor units.
+MINIMUM_CHARGE = {
+    "usd": 50, "aed": 200, "aud": 50, "bgn": 100, "brl": 50, "cad": 50, "chf": 50, "czk": 1500, "dkk": 250,
+    "eur": 50, "gbp": 30, "hkd": 400, "huf": 17500, "inr": 50, "jpy": 50, "mxn": 1000, "myr": 200, "nok": 300,
+    "nzd": 50, "pln": 200, "ron": 200, "sek": 300, "sgd": 50, "thb": 1000,
+}  # fmt: skip
+MAXIMUM_AMOUNT = 99_999_999  # eight digits
 SESSION_PARAMS = (
     "mode",
     "line_items[price]",
@@ -366,6 +372,13 @@ def _shares(items: list[Obj], coupon: Obj | None) -> list[int]:
 def _check_total(currency: str, total: int, pid: Obj) -> None:
     """What Stripe refuses in a total: a non-zero amount below the minimum charge, or one below the
     application fee or the transfer amount."""
+    if currency in money.THREE_DECIMAL and total % 10:
+        raise invalid(
+            f"Amounts in {currency.upper()} must be divisible by 10 (the last of its three decimals must be 0).",
+            "line_items",
+        )
+    if total > MAXIMUM_AMOUNT:
+        raise invalid("Amount must be no more than 99,999,999 in the currency's smallest unit.", "line_items")
     minimum = MINIMUM_CHARGE.get(currency)
     if minimum and 0 < total < minimum:
         raise invalid(
@@ -373,6 +386,8 @@ def _check_total(currency: str, total: int, pid: Obj) -> None:
             f"{money.money(minimum, currency)} {currency}",
             "line_items",
         )
+    if total == 0:
+        return  # a fully discounted session makes no PaymentIntent: payment_intent_data does not apply
     fee = pid["application_fee_amount"]
     if fee is not None and fee > total:
         raise invalid(

@@ -1,0 +1,165 @@
+"""Checkout and order routes: `POST /checkout`, `GET /orders/{id}`, a buyer's and a seller's orders."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+
+from marketplace.auth.guards import buyer_only, optional_principal, seller_only
+from marketplace.auth.service import AuthenticatedPrincipal
+from marketplace.deps import PrincipalDep, SettingsDep, StripeDep
+from marketplace.orders import checkout as checkout_service
+from marketplace.orders.errors import (
+    AmountNotChargeable,
+    CartSpansSellers,
+    CheckoutRefused,
+    InsufficientStock,
+    ListingUnavailable,
+    MixedCurrencies,
+    WrongRoleForCheckout,
+)
+from marketplace.orders.schemas import CheckoutIn, CheckoutOut, OrderLineOut, OrderOut, OrderPage
+from marketplace.orders.service import InvalidCursor, OrderLineRow, OrderRow, lines_of, order_for_caller, orders_page
+from marketplace.orders.states import OrderStatus
+from marketplace.problems import Unavailable
+from marketplace.sellers.accounts import seller_for_principal
+from marketplace.sellers.errors import SellerCannotSell
+
+ORDER_TOKEN_HEADER = "X-Order-Token"
+OPTIONAL_BEARER: list[dict[str, list[str]]] = [{}, {"BearerToken": []}]
+BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
+OrderTokenDep = Annotated[
+    str | None,
+    HeaderParameter(
+        name=ORDER_TOKEN_HEADER,
+        required=False,
+        max_length=200,
+        description="A guest's access token for this order (from the checkout answer).",
+    ),
+]
+CallerDep = NamedDependency[AuthenticatedPrincipal | None]
+
+
+def order_out(order: OrderRow, lines: list[OrderLineRow]) -> OrderOut:
+    return OrderOut(
+        id=order.id,
+        status=order.status.value,
+        seller_id=order.seller,
+        charge_type=order.charge_type,
+        currency=order.currency,
+        subtotal=order.subtotal,
+        application_fee=order.application_fee,
+        total=order.total,
+        lines=[OrderLineOut(x.listing_id, x.title, x.unit_amount, x.quantity, x.amount) for x in lines],
+        checkout_url=order.checkout_url if order.status is OrderStatus.pending else None,
+        checkout_expires_at=order.checkout_expires_at,
+        status_reason=order.status_reason,
+        stripe_error_code=order.stripe_error_code,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+    )
+
+
+async def _page(orders: list[OrderRow], next_cursor: str | None) -> OrderPage:
+    lines = await lines_of([o.id for o in orders])
+    return OrderPage(items=[order_out(o, lines[o.id]) for o in orders], next_cursor=next_cursor)
+
+
+class CheckoutController(Controller):
+    path = "/checkout"
+    tags = ["checkout"]
+    dependencies = {"caller": Provide(optional_principal)}
+
+    @post(
+        "/",
+        operation_id="createCheckout",
+        summary="Check out a cart: write the order, then open a Stripe Checkout Session for it",
+        description=(
+            "A signed-in buyer (bearer token) or a guest giving `email`. Lines name listings of one seller; "
+            "prices are looked up here. 201 with the order and the Checkout URL (a guest also gets the "
+            "order's `access_token`, once); 200 with the same order when the same cart was checked out by "
+            "the same buyer a moment ago (e.g. a retry after a 503). Stock is checked, not taken."
+        ),
+        status_code=201,
+        security=OPTIONAL_BEARER,
+        responses={200: ResponseSpec(data_container=CheckoutOut, description="The same cart's existing order.")},
+        raises=[
+            WrongRoleForCheckout,
+            ListingUnavailable,
+            CartSpansSellers,
+            MixedCurrencies,
+            AmountNotChargeable,
+            InsufficientStock,
+            SellerCannotSell,
+            CheckoutRefused,
+            Unavailable,
+        ],
+    )
+    async def create(
+        self,
+        data: JSONBody[CheckoutIn],
+        caller: CallerDep,
+        stripe_client: StripeDep,
+        settings: SettingsDep,
+    ) -> Response[CheckoutOut]:
+        buyer = await checkout_service.buyer_for(caller, data)
+        result = await checkout_service.checkout(stripe_client, settings, buyer, data)
+        body = CheckoutOut(
+            order=order_out(result.order, result.lines),
+            checkout_url=result.order.checkout_url,
+            access_token=result.access_token,
+        )
+        return Response(body, status_code=201 if result.created else 200)
+
+
+class OrderController(Controller):
+    path = "/orders"
+    tags = ["orders"]
+    dependencies = {"caller": Provide(optional_principal)}
+
+    @get(
+        "/{order_id:uuid}",
+        operation_id="getOrder",
+        summary="One order: for its buyer, its guest (X-Order-Token), its seller and admins",
+        description="404 for anyone else, exactly as for an order that does not exist.",
+        security=OPTIONAL_BEARER,
+    )
+    async def get_order(self, order_id: FromPath[uuid.UUID], caller: CallerDep, order_token: OrderTokenDep) -> OrderOut:
+        order = await order_for_caller(order_id, caller, order_token)
+        return order_out(order, (await lines_of([order.id]))[order.id])
+
+
+Limit = Annotated[int, QueryParameter(ge=1, le=100)]
+Cursor = Annotated[str | None, QueryParameter(max_length=200)]
+
+
+class BuyerOrdersController(Controller):
+    path = "/buyers/me/orders"
+    tags = ["orders"]
+    guards = [buyer_only]
+    security = BEARER
+
+    @get("/", operation_id="listMyBuyerOrders", summary="The buyer's orders, newest first", raises=[InvalidCursor])
+    async def list_orders(self, principal: PrincipalDep, limit: Limit = 20, cursor: Cursor = None) -> OrderPage:
+        return await _page(*await orders_page(buyer=principal.id, limit=limit, cursor=cursor))
+
+
+class SellerOrdersController(Controller):
+    path = "/sellers/me/orders"
+    tags = ["orders"]
+    guards = [seller_only]
+    security = BEARER
+
+    @get("/", operation_id="listMySellerOrders", summary="The seller's orders, newest first", raises=[InvalidCursor])
+    async def list_orders(self, principal: PrincipalDep, limit: Limit = 20, cursor: Cursor = None) -> OrderPage:
+        seller = await seller_for_principal(principal.id)
+        return await _page(*await orders_page(seller=seller["id"], limit=limit, cursor=cursor))
+
+
+def route_handlers() -> list[Any]:
+    return [CheckoutController, OrderController, BuyerOrdersController, SellerOrdersController]
