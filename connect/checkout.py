@@ -101,15 +101,22 @@ def session_params(request: SessionRequest) -> tuple[SessionCreateParams, str | 
     return params, stripe_account
 
 
+@dataclass(frozen=True, slots=True)
+class CreatedSession:
+    id: str
+    url: str
+
+
 async def create_session(
     client: stripe.StripeClient, params: SessionCreateParams, stripe_account: str | None, idempotency_key: str
-) -> dict[str, Any]:
-    """Create the session (as `stripe_account` for a direct charge) under the order's key."""
+) -> CreatedSession:
+    """Create the session (as `stripe_account` for a direct charge) under the order's key; its id and URL
+    (what the order records: the rest is read again from Stripe when it matters)."""
     options: stripe.RequestOptions = {"idempotency_key": idempotency_key}
     if stripe_account is not None:
         options["stripe_account"] = stripe_account
     session = await client.v1.checkout.sessions.create_async(params=params, options=options)
-    return session.to_dict()
+    return CreatedSession(id=session.id, url=str(session.url))
 
 
 async def retrieve_session(client: stripe.StripeClient, session_id: str, stripe_account: str | None) -> dict[str, Any]:

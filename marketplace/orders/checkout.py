@@ -30,7 +30,14 @@ from datetime import UTC, datetime, timedelta
 import stripe
 
 from connect import calls
-from connect.checkout import CHECKOUT_SESSION_ID, SessionLine, SessionRequest, create_session, session_params
+from connect.checkout import (
+    CHECKOUT_SESSION_ID,
+    CreatedSession,
+    SessionLine,
+    SessionRequest,
+    create_session,
+    session_params,
+)
 from connect.currencies import charge_amount_problem, format_amount
 from connect.fees import application_fee
 from connect.idempotency import checkout_key
@@ -38,8 +45,7 @@ from marketplace.auth.service import AuthenticatedPrincipal
 from marketplace.auth.tables import Principal, Role
 from marketplace.auth.tokens import hash_token, mint_order_token
 from marketplace.db import DB
-from marketplace.listings.service import listings_for_checkout
-from marketplace.listings.tables import ListingRow
+from marketplace.listings.tables import Listing, ListingRow
 from marketplace.orders import states
 from marketplace.orders.errors import (
     AmountNotChargeable,
@@ -53,11 +59,12 @@ from marketplace.orders.errors import (
 from marketplace.orders.schemas import CheckoutIn
 from marketplace.orders.service import OrderLineRow, OrderRow, lines_of, order_by_id
 from marketplace.orders.states import OrderStatus
-from marketplace.orders.tables import Order, OrderAccessToken, OrderLine
+from marketplace.orders.tables import Order
 from marketplace.problems import Problem, Unavailable
-from marketplace.sellers.eligibility import SellingTerms, selling_terms
-from marketplace.sellers.fees import fee_policy_for
-from marketplace.sellers.tables import Seller
+from marketplace.sellers.accounts import AccountRow
+from marketplace.sellers.eligibility import SellingTerms, terms_for
+from marketplace.sellers.fees import combine, stored_override
+from marketplace.sellers.tables import ConnectedAccount, Seller
 from marketplace.settings import Settings
 from marketplace.stripe_errors import stripe_code
 
@@ -130,11 +137,48 @@ def _validation(key: str, message: str) -> Problem:
     )
 
 
-async def _priced_lines(body: CheckoutIn) -> list[_Priced]:
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What a cart needs from the database, read in one round trip: its listings, and for each of their
+    sellers the current connected account (None: none yet) and the stored fee override."""
+
+    listings: dict[uuid.UUID, ListingRow]
+    accounts: dict[uuid.UUID, AccountRow | None]
+    overrides: dict[uuid.UUID, object]
+
+
+_ACCOUNT_COLUMNS = [column._meta.db_column_name for column in ConnectedAccount._meta.columns]
+_LISTING_COLUMNS = [column._meta.db_column_name for column in Listing._meta.columns]
+# Column names come from the table definitions only; the one value is a bind parameter.
+_SELECTED = ", ".join(
+    [f'l."{c}" AS "l_{c}"' for c in _LISTING_COLUMNS]
+    + ["s.fee_override AS s_fee_override"]
+    + [f'a."{c}" AS "a_{c}"' for c in _ACCOUNT_COLUMNS]
+)
+_CONTEXT_SQL = f"""
+SELECT {_SELECTED}
+  FROM listings l JOIN sellers s ON s.id = l.seller
+  LEFT JOIN LATERAL (SELECT * FROM connected_accounts c WHERE c.seller = s.id ORDER BY c.generation DESC LIMIT 1) a
+    ON true
+ WHERE l.id = ANY({{}})
+"""  # noqa: S608
+
+
+async def _context(ids: list[uuid.UUID]) -> _Context:
+    """The same reads as `listings_for_checkout`, `account_for_seller` and `fee_override_for`, in one query."""
+    rows = await Listing.raw(_CONTEXT_SQL, ids)
+    context = _Context({}, {}, {})
+    for row in rows:
+        listing = ListingRow.from_row({c: row[f"l_{c}"] for c in _LISTING_COLUMNS})
+        context.listings[listing.id] = listing
+        account = {c: row[f"a_{c}"] for c in _ACCOUNT_COLUMNS}
+        context.accounts[listing.seller] = AccountRow.from_row(account) if account["id"] is not None else None
+        context.overrides[listing.seller] = row["s_fee_override"]
+    return context
+
+
+def _priced_lines(body: CheckoutIn, found: dict[uuid.UUID, ListingRow]) -> list[_Priced]:
     ids = [line.listing_id for line in body.lines]
-    if len(set(ids)) != len(ids):
-        raise _validation("lines", "each listing may appear once; put the whole quantity on one line")
-    found = await listings_for_checkout(ids)
     missing = [str(i) for i in ids if i not in found or not found[i].active]
     if missing:
         raise ListingUnavailable(
@@ -190,13 +234,17 @@ def cart_key(buyer: Buyer, terms: SellingTerms, currency: str, fee: int, lines: 
 
 async def checkout(client: stripe.StripeClient, settings: Settings, buyer: Buyer, body: CheckoutIn) -> CheckoutResult:
     """Check the cart, write (or find) the order, and give it a Checkout Session (see the module doc)."""
-    lines = await _priced_lines(body)
+    ids = [line.listing_id for line in body.lines]
+    if len(set(ids)) != len(ids):
+        raise _validation("lines", "each listing may appear once; put the whole quantity on one line")
+    context = await _context(ids)
+    lines = _priced_lines(body, context.listings)
     seller_id = await _one_seller(lines)
     currencies = sorted({line.listing.currency for line in lines})
     if len(currencies) > 1:
         raise MixedCurrencies(f"The cart mixes currencies ({', '.join(c.upper() for c in currencies)}).")
     currency = currencies[0]
-    terms = await selling_terms(seller_id)
+    terms = terms_for(seller_id, context.accounts[seller_id])
     _check_stock(lines)
     subtotal = sum(line.amount for line in lines)
     problem = charge_amount_problem(subtotal, currency)
@@ -204,14 +252,15 @@ async def checkout(client: stripe.StripeClient, settings: Settings, buyer: Buyer
         raise AmountNotChargeable(
             f"The total {format_amount(subtotal, currency)} cannot be charged: {problem or 'it is zero'}."
         )
-    fee = application_fee(subtotal, currency, await fee_policy_for(settings, seller_id))
+    policy = combine(settings, seller_id, stored_override(seller_id, context.overrides[seller_id]))
+    fee = application_fee(subtotal, currency, policy)
     key = cart_key(buyer, terms, currency, fee, lines)
 
     async def intent() -> tuple[CheckoutResult, str]:
         written = await _write_order(settings, buyer, terms, currency, subtotal, fee, lines, key)
         return written, checkout_key(written.order.id)
 
-    async def call(written: CheckoutResult, idem_key: str) -> dict[str, str] | None:
+    async def call(written: CheckoutResult, idem_key: str) -> CreatedSession | None:
         order = written.order
         if order.checkout_session_id is not None:
             return None  # an earlier checkout of this cart already has its session
@@ -220,16 +269,16 @@ async def checkout(client: stripe.StripeClient, settings: Settings, buyer: Buyer
             session = await create_session(client, params, stripe_account, idem_key)
         except stripe.StripeError as exc:
             raise await _refusal(order, exc) from exc
-        return {"id": str(session["id"]), "url": str(session["url"])}
+        return session
 
-    async def record(written: CheckoutResult, session: dict[str, str] | None) -> CheckoutResult:
+    async def record(written: CheckoutResult, session: CreatedSession | None) -> CheckoutResult:
         if session is None:
             return written
         recorded = (
             await Order.update(
                 {
-                    Order.checkout_session_id: session["id"],
-                    Order.checkout_url: session["url"],
+                    Order.checkout_session_id: session.id,
+                    Order.checkout_url: session.url,
                     Order.updated_at: datetime.now(UTC),
                 }
             )
@@ -241,6 +290,37 @@ async def checkout(client: stripe.StripeClient, settings: Settings, buyer: Buyer
         return replace(written, order=fresh)
 
     return await calls.post("create a Checkout Session", intent=intent, call=call, record=record)
+
+
+# One statement writes the order, its lines and (for a guest) its access token, or finds the cart's
+# pending order within the reuse window and only adds the token. It runs after the cart's advisory lock
+# (a statement of its own, so this one's snapshot sees an order committed by whoever held the lock).
+_WRITE_ORDER = """
+WITH existing AS (
+    SELECT * FROM orders
+     WHERE cart_key = $1 AND status = 'pending' AND created_at > $2 AND checkout_expires_at > $3
+     ORDER BY created_at DESC LIMIT 1
+), new_order AS (
+    INSERT INTO orders (id, buyer, email, seller, account, stripe_account_id, charge_type, currency, subtotal,
+                        application_fee, total, status, cart_key, checkout_expires_at, created_at, updated_at)
+    SELECT $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $12, 'pending', $1, $14, $15, $15
+     WHERE NOT EXISTS (SELECT 1 FROM existing)
+    RETURNING *
+), new_lines AS (
+    INSERT INTO order_lines (id, "order", position, listing, title, unit_amount, quantity, amount)
+    SELECT gen_random_uuid(), o.id, l.position, l.listing, l.title, l.unit_amount, l.quantity, l.amount
+      FROM new_order o,
+           unnest($16::int[], $17::uuid[], $18::text[], $19::bigint[], $20::int[], $21::bigint[])
+             AS l(position, listing, title, unit_amount, quantity, amount)
+), token AS (
+    INSERT INTO order_access_tokens (id, "order", token_hash, created_at)
+    SELECT gen_random_uuid(), coalesce((SELECT id FROM new_order), (SELECT id FROM existing)), $22, $15
+     WHERE $22::varchar IS NOT NULL
+)
+SELECT *, true AS created FROM new_order
+UNION ALL
+SELECT *, false AS created FROM existing WHERE NOT EXISTS (SELECT 1 FROM new_order)
+"""
 
 
 async def _write_order(
@@ -256,73 +336,46 @@ async def _write_order(
     """The pending order for this cart: an earlier one within the reuse window, else a new one."""
     now = datetime.now(UTC)
     token = mint_order_token() if buyer.principal_id is None else None
-    async with DB.transaction():
+    values = (
+        key,
+        now - timedelta(seconds=settings.checkout_reuse_seconds),
+        now + timedelta(minutes=30),  # Stripe's shortest session: an older order's session would be refused
+        uuid.uuid4(),
+        buyer.principal_id,
+        buyer.email,
+        terms.seller_id,
+        terms.account_row_id,
+        terms.stripe_account_id,
+        terms.charge_type,
+        currency,
+        subtotal,
+        fee,
+        now + timedelta(minutes=settings.checkout_expires_minutes),
+        now,
+        list(range(len(lines))),
+        [line.listing.id for line in lines],
+        [line.listing.title for line in lines],
+        [line.listing.unit_amount for line in lines],
+        [line.quantity for line in lines],
+        [line.amount for line in lines],
+        hash_token(token) if token is not None else None,
+    )
+    async with DB.transaction() as transaction:
+        conn = transaction.connection
         # Two checkouts of one cart at once: the second waits here (milliseconds), then finds the first.
-        await Order.raw("SELECT pg_advisory_xact_lock(hashtextextended({}, 0))", key)
-        existing = (
-            await Order.select()
-            .where(
-                (Order.cart_key == key)
-                & (Order.status == OrderStatus.pending.value)
-                & (Order.created_at > now - timedelta(seconds=settings.checkout_reuse_seconds))
-                & (Order.checkout_expires_at > now + timedelta(minutes=30))  # Stripe's shortest session
-            )
-            .order_by(Order.created_at, ascending=False)
-            .first()
-        )
-        if existing is not None:
-            order = OrderRow.from_row(existing)
-            order_lines = (await lines_of([order.id]))[order.id]
-            created = False
-        else:
-            order_id = uuid.uuid4()
-            inserted = await Order.insert(
-                Order(
-                    id=order_id,
-                    buyer=buyer.principal_id,
-                    email=buyer.email,
-                    seller=terms.seller_id,
-                    account=terms.account_row_id,
-                    stripe_account_id=terms.stripe_account_id,
-                    charge_type=terms.charge_type,
-                    currency=currency,
-                    subtotal=subtotal,
-                    application_fee=fee,
-                    total=subtotal,
-                    status=OrderStatus.pending.value,
-                    cart_key=key,
-                    checkout_expires_at=now + timedelta(minutes=settings.checkout_expires_minutes),
-                    created_at=now,
-                    updated_at=now,
-                )
-            ).returning(*Order.all_columns())
-            order = OrderRow.from_row(inserted[0])
-            order_lines = [
-                OrderLineRow(line.listing.id, line.listing.title, line.listing.unit_amount, line.quantity, line.amount)
-                for line in lines
-            ]
-            await OrderLine.insert(
-                *(
-                    OrderLine(
-                        id=uuid.uuid4(),
-                        order=order_id,
-                        position=position,
-                        listing=line.listing.id,
-                        title=line.listing.title,
-                        unit_amount=line.listing.unit_amount,
-                        quantity=line.quantity,
-                        amount=line.amount,
-                    )
-                    for position, line in enumerate(lines)
-                )
-            )
-            created = True
-        if token is not None:
-            await OrderAccessToken.insert(
-                OrderAccessToken(id=uuid.uuid4(), order=order.id, token_hash=hash_token(token), created_at=now)
-            )
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+        row = await conn.fetchrow(_WRITE_ORDER, *values)
+    assert row is not None
+    order = OrderRow.from_row(row)
+    created = bool(row["created"])
     if created:
+        order_lines = [
+            OrderLineRow(line.listing.id, line.listing.title, line.listing.unit_amount, line.quantity, line.amount)
+            for line in lines
+        ]
         log.info("order %s written (%s charge, %d %s)", order.id, order.charge_type, order.total, order.currency)
+    else:
+        order_lines = (await lines_of([order.id]))[order.id]
     return CheckoutResult(order, order_lines, created, token)
 
 

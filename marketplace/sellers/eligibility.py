@@ -89,11 +89,15 @@ _REASONS = {
 async def selling_terms(seller_id: uuid.UUID) -> SellingTerms:
     """How to charge a new checkout for this seller; a 409 `SellerCannotSell` problem saying why not.
 
-    The checkout flow calls this before writing an order: a disconnected, disabled, restricted or
-    still-onboarding account, or one whose charge type's capability is not active, cannot take new
-    payments until the seller fixes it.
+    The checkout flow calls this (or `terms_for` on the account it read) before writing an order: a
+    disconnected, disabled, restricted or still-onboarding account, or one whose charge type's
+    capability is not active, cannot take new payments until the seller fixes it.
     """
-    account = await account_for_seller(seller_id)
+    return terms_for(seller_id, await account_for_seller(seller_id))
+
+
+def terms_for(seller_id: uuid.UUID, account: AccountRow | None) -> SellingTerms:
+    """`selling_terms` for the seller's current account as already read (None: no account yet)."""
     if account is None or account.stripe_account_id is None:
         raise SellerCannotSell("This seller has not set up payments yet.", seller_status="none")
     if account.disconnected_at is not None or account.status != "active" or not account.charges_enabled:

@@ -66,8 +66,13 @@ async def fee_override_for(seller_id: uuid.UUID) -> FeeOverride | None:
     row = await Seller.select(Seller.fee_override).where(Seller.id == seller_id).first()
     if row is None:
         raise NotFound(f"No seller {seller_id}.")
+    return stored_override(seller_id, row["fee_override"])
+
+
+def stored_override(seller_id: uuid.UUID, raw: object) -> FeeOverride | None:
+    """The override as read from `sellers.fee_override`; FeePolicyConflict when what is stored is not one."""
     try:
-        return _decode(row["fee_override"])
+        return _decode(raw)
     except ValueError as exc:
         log.error("seller %s has an invalid stored fee override: %s", seller_id, exc)
         raise FeePolicyConflict(f"The fee override stored for seller {seller_id} is not valid.") from exc
