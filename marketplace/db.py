@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 from piccolo.engine.postgres import PostgresEngine
@@ -41,6 +43,30 @@ def configure_database(url: str) -> None:
 _users = 0
 
 
+@asynccontextmanager
+async def connection(pool: asyncpg.Pool | None = None) -> AsyncIterator[asyncpg.Connection]:
+    """A raw asyncpg connection for hand-written SQL on hot paths: from `pool`, else from this process's
+    pool, else a one-off one when no pool runs (CLI). Given back as soon as the block ends."""
+    pool = pool or DB.pool
+    if pool is not None:
+        async with pool.acquire() as conn:
+            yield conn
+        return
+    conn = await asyncpg.connect(DB.config["dsn"])
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """A pool's reset that undoes nothing: asyncpg's default runs `SELECT pg_advisory_unlock_all();
+    CLOSE ALL; UNLISTEN *; RESET ALL` each time a connection goes back to its pool, a round trip per
+    query. Nothing here keeps session state on a pooled connection (advisory locks are transaction-scoped,
+    no `SET`, `LISTEN` or cursor outlives its transaction; the webhook registration's session lock has a
+    connection of its own), and asyncpg still rolls back a transaction left open."""
+
+
 async def start_database(url: str, max_size: int = 10) -> None:
     """Open the pool (lazily connecting, so the process starts while PostgreSQL is down).
 
@@ -51,7 +77,7 @@ async def start_database(url: str, max_size: int = 10) -> None:
     if DB.pool is not None:
         return
     configure_database(url)
-    await DB.start_connection_pool(min_size=0, max_size=max_size, command_timeout=30)
+    await DB.start_connection_pool(min_size=0, max_size=max_size, command_timeout=30, reset=keep_session)
 
 
 async def stop_database() -> None:

@@ -28,15 +28,14 @@ import asyncio
 import json
 import secrets
 import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
 import asyncpg
 
-from marketplace.db import DB, close_pool
+from marketplace.db import close_pool, connection, keep_session
 from webhooks.registry import Endpoint, StoredEvent
 from webhooks.tables import EventStatus
 
@@ -44,21 +43,6 @@ from webhooks.tables import EventStatus
 TERMINAL = (EventStatus.processed.value, EventStatus.ignored.value, EventStatus.not_ours.value)
 CLAIMABLE = (EventStatus.pending.value, EventStatus.failed.value)
 MAX_ERROR_CHARS = 4000
-
-
-@asynccontextmanager
-async def connection(pool: asyncpg.Pool | None = None) -> AsyncIterator[asyncpg.Connection]:
-    """A connection from `pool`, else from the app/worker pool, else a one-off one when no pool runs (CLI)."""
-    pool = pool or DB.pool
-    if pool is not None:
-        async with pool.acquire() as conn:
-            yield conn
-        return
-    conn = await asyncpg.connect(DB.config["dsn"])
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,10 +236,6 @@ async def insert_event(event: NewEvent, *, note: str | None = None) -> bool:
     return await _group_commit().insert(event, note)
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """The ingest pool's reset: nothing to undo (asyncpg still rolls back a transaction left open)."""
-
-
 async def open_ingest_pool(dsn: str) -> None:
     """Give this process's ingest inserts their own connections (lazily opened, so it starts while
     PostgreSQL is down). Reference-counted like the shared pool; pair with `close_ingest_pool`."""
@@ -263,7 +243,7 @@ async def open_ingest_pool(dsn: str) -> None:
     group.pool_users += 1
     if group.pool is None:
         pool = asyncpg.create_pool(
-            dsn, min_size=0, max_size=group.max_in_flight, command_timeout=30, reset=_keep_session
+            dsn, min_size=0, max_size=group.max_in_flight, command_timeout=30, reset=keep_session
         )
         group.pool = pool  # before the await: a second opener in this loop shares it
         await pool

@@ -44,7 +44,7 @@ from connect.idempotency import checkout_key
 from marketplace.auth.service import AuthenticatedPrincipal
 from marketplace.auth.tables import Principal, Role
 from marketplace.auth.tokens import hash_token, mint_order_token
-from marketplace.db import DB
+from marketplace.db import connection
 from marketplace.listings.tables import Listing, ListingRow
 from marketplace.orders import states
 from marketplace.orders.errors import (
@@ -160,13 +160,14 @@ SELECT {_SELECTED}
   FROM listings l JOIN sellers s ON s.id = l.seller
   LEFT JOIN LATERAL (SELECT * FROM connected_accounts c WHERE c.seller = s.id ORDER BY c.generation DESC LIMIT 1) a
     ON true
- WHERE l.id = ANY({{}})
+ WHERE l.id = ANY($1::uuid[])
 """  # noqa: S608
 
 
 async def _context(ids: list[uuid.UUID]) -> _Context:
     """The same reads as `listings_for_checkout`, `account_for_seller` and `fee_override_for`, in one query."""
-    rows = await Listing.raw(_CONTEXT_SQL, ids)
+    async with connection() as conn:
+        rows = await conn.fetch(_CONTEXT_SQL, ids)
     context = _Context({}, {}, {})
     for row in rows:
         listing = ListingRow.from_row({c: row[f"l_{c}"] for c in _LISTING_COLUMNS})
@@ -274,18 +275,18 @@ async def checkout(client: stripe.StripeClient, settings: Settings, buyer: Buyer
     async def record(written: CheckoutResult, session: CreatedSession | None) -> CheckoutResult:
         if session is None:
             return written
-        recorded = (
-            await Order.update(
-                {
-                    Order.checkout_session_id: session.id,
-                    Order.checkout_url: session.url,
-                    Order.updated_at: datetime.now(UTC),
-                }
+        async with connection() as conn:
+            recorded = await conn.fetchrow(
+                """
+                UPDATE orders SET checkout_session_id = $2, checkout_url = $3, updated_at = now()
+                 WHERE id = $1 AND checkout_session_id IS NULL
+             RETURNING *
+                """,
+                written.order.id,
+                session.id,
+                session.url,
             )
-            .where((Order.id == written.order.id) & Order.checkout_session_id.is_null())
-            .returning(*Order.all_columns())
-        )
-        fresh = OrderRow.from_row(recorded[0]) if recorded else await order_by_id(written.order.id)
+        fresh = OrderRow.from_row(recorded) if recorded is not None else await order_by_id(written.order.id)
         assert fresh is not None
         return replace(written, order=fresh)
 
@@ -360,8 +361,7 @@ async def _write_order(
         [line.amount for line in lines],
         hash_token(token) if token is not None else None,
     )
-    async with DB.transaction() as transaction:
-        conn = transaction.connection
+    async with connection() as conn, conn.transaction():
         # Two checkouts of one cart at once: the second waits here (milliseconds), then finds the first.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
         row = await conn.fetchrow(_WRITE_ORDER, *values)
