@@ -36,8 +36,6 @@ import secrets
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -45,7 +43,7 @@ from typing import Any, Protocol
 import asyncpg
 from redis.asyncio import Redis
 
-from marketplace.db import DB
+from marketplace.db import connection
 from marketplace.observability import METRICS, redact
 from marketplace.outbox.tables import OutboxMessage, OutboxStatus
 
@@ -178,21 +176,6 @@ def _record(row: asyncpg.Record) -> OutboxRecord:
     )
 
 
-@asynccontextmanager
-async def _connection() -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection for one short statement, or a one-off one when no pool runs (CLI, tests)."""
-    pool = DB.pool
-    if pool is not None:
-        async with pool.acquire() as conn:
-            yield conn
-        return
-    conn = await asyncpg.connect(DB.config["dsn"])
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
 async def add_message(
     kind: str, dedupe_key: str, payload: dict[str, Any], principal_id: uuid.UUID | None = None
 ) -> bool:
@@ -230,7 +213,7 @@ async def release_expired(
     A lease expires only when its run died or hung past it (a send is cut before); retaking such a
     message as if nothing happened would loop forever on one that kills its worker.
     """
-    async with _connection() as conn:
+    async with connection() as conn:
         rows = await conn.fetch(
             f"""
             UPDATE outbox_messages
@@ -260,7 +243,7 @@ async def claim_batch(limit: int, lease_seconds: float) -> list[_Claim]:
     SKIP LOCKED: concurrent runs claim disjoint batches; the statement commits before anything is sent.
     """
     token = secrets.token_hex(16)
-    async with _connection() as conn:
+    async with connection() as conn:
         rows = await conn.fetch(
             """
             UPDATE outbox_messages
@@ -294,7 +277,7 @@ async def claim_batch(limit: int, lease_seconds: float) -> list[_Claim]:
 
 async def record_sent(message_id: uuid.UUID, lease_token: str) -> bool:
     """Record a successful send if the lease is still ours."""
-    async with _connection() as conn:
+    async with connection() as conn:
         result: str = await conn.execute(
             """
             UPDATE outbox_messages
@@ -312,7 +295,7 @@ async def record_failure(
 ) -> OutboxStatus | None:
     """Record a failed send: `failed` with a next attempt, or `dead` after `max_attempts`; None: lease lost."""
     status = OutboxStatus.dead if attempts >= max_attempts else OutboxStatus.failed
-    async with _connection() as conn:
+    async with connection() as conn:
         result: str = await conn.execute(
             """
             UPDATE outbox_messages
@@ -471,7 +454,7 @@ async def list_messages(
         conditions.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
     args.append(limit)
     where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
-    async with _connection() as conn:
+    async with connection() as conn:
         # Only fixed fragments and $n placeholders are interpolated; every value is a bind parameter.
         rows = await conn.fetch(
             f"SELECT {_RECORD_COLUMNS} FROM outbox_messages {where} "  # noqa: S608
@@ -482,7 +465,7 @@ async def list_messages(
 
 
 async def get_message(message_id: uuid.UUID) -> OutboxRecord | None:
-    async with _connection() as conn:
+    async with connection() as conn:
         row = await conn.fetchrow(f"SELECT {_RECORD_COLUMNS} FROM outbox_messages WHERE id = $1", message_id)  # noqa: S608
     return _record(row) if row is not None else None
 
@@ -492,7 +475,7 @@ async def replay(message_id: uuid.UUID) -> OutboxRecord:
 
     Raises `MessageNotFound`, or `NotReplayable` for a message that is pending, being sent, or sent.
     """
-    async with _connection() as conn:
+    async with connection() as conn:
         row = await conn.fetchrow(
             f"""
             UPDATE outbox_messages
@@ -521,7 +504,7 @@ class Backlog:
 
 async def backlog() -> Backlog:
     """Figures for the metrics gauges (the status index answers both counts)."""
-    async with _connection() as conn:
+    async with connection() as conn:
         rows = await conn.fetch(
             "SELECT status, count(*) AS n FROM outbox_messages WHERE status IN ('failed', 'dead') GROUP BY status"
         )
