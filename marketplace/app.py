@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gc
+import importlib.util
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import stripe
 from arq.connections import ArqRedis
@@ -14,7 +16,9 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import Components, Contact, SecurityScheme, Tag
+from litestar.router import Router
+from litestar.static_files import create_static_files_router
 from piccolo.engine.postgres import PostgresEngine
 
 from connect.client import build_stripe_client, close_stripe_client
@@ -32,12 +36,69 @@ from webhooks.store import close_ingest_pool, open_ingest_pool
 API_VERSION = "0.1.0"
 
 
+OPENAPI_PATH = "/schema"
+SWAGGER_ASSETS = f"{OPENAPI_PATH}/assets"  # swagger-ui's dist files, served by the app itself (no CDN)
+
+# One tag per operation (Swagger UI lists an operation once per tag it has); each declared here.
+OPENAPI_TAGS = [
+    Tag(
+        name="sellers",
+        description="Seller sign-up and profile, the Stripe connected account, onboarding "
+        "and dashboard links, and the redirects Stripe sends the seller's browser back to.",
+    ),
+    Tag(name="listings", description="A seller's own listings, and the public storefront buyers browse."),
+    Tag(name="buyers", description="Buyer sign-up and profile."),
+    Tag(name="checkout", description="Check out a cart: an order and a Stripe Checkout Session for it."),
+    Tag(name="orders", description="Reading orders: one by id, a buyer's and a seller's."),
+    Tag(name="webhooks", description="The endpoints Stripe delivers events to (signed; stored before the 200)."),
+    Tag(
+        name="admin",
+        description="Platform administration (admin token): sellers and their fees, stored "
+        "Stripe events and outbox messages, and replaying them.",
+    ),
+    Tag(name="health", description="Liveness, readiness and Prometheus metrics (no token)."),
+]
+
+
+def swagger_ui_dist() -> Path:
+    """The folder of swagger-ui's dist files that the `swagger-ui-py` package ships (found, not imported)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the swagger-ui-py package is not installed (a dependency in pyproject.toml)")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
+class SelfHostedSwagger(SwaggerRenderPlugin):
+    """Swagger UI whose JS, CSS and favicon come from `/schema/assets/…` on this app, so it works offline."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
+            css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
+            standalone_preset_js_url=f"{SWAGGER_ASSETS}/swagger-ui-standalone-preset.js",
+            favicon=f"<link rel='icon' type='image/png' href='{SWAGGER_ASSETS}/favicon-32x32.png'>",
+        )
+
+    def receive_router(self, router: Router) -> None:
+        super().receive_router(router)
+        router.register(
+            create_static_files_router(
+                path=SWAGGER_ASSETS.removeprefix(OPENAPI_PATH),
+                directories=[swagger_ui_dist()],
+                name="swagger-assets",
+                include_in_schema=False,
+            )
+        )
+
+
 def openapi_config() -> OpenAPIConfig:
     return OpenAPIConfig(
         title="Marketplace API",
         version=API_VERSION,
         description="A Stripe Connect marketplace: sellers onboard as connected accounts, buyers pay "
         "through Stripe Checkout, the platform keeps a fee. Errors are RFC 9457 problem details.",
+        contact=Contact(name="Marketplace platform team"),
+        tags=OPENAPI_TAGS,
         components=Components(
             security_schemes={
                 "BearerToken": SecurityScheme(
@@ -47,8 +108,8 @@ def openapi_config() -> OpenAPIConfig:
                 )
             }
         ),
-        render_plugins=[SwaggerRenderPlugin()],
-        path="/schema",
+        render_plugins=[SelfHostedSwagger()],
+        path=OPENAPI_PATH,
     )
 
 

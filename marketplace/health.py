@@ -39,7 +39,16 @@ class NotReady(Problem):
     title = "Service unavailable"
 
 
-@get("/health/live", operation_id="healthLive", tags=["health"], summary="The process is up")
+@get(
+    "/health/live",
+    operation_id="healthLive",
+    tags=["health"],
+    summary="The process is up",
+    description=(
+        '200 `{"status": "ok"}` whenever the process answers HTTP. No dependency is checked (that is '
+        "`/health/ready`), so a liveness probe never restarts the process because PostgreSQL or Redis is down."
+    ),
+)
 async def live() -> Liveness:
     return Liveness(status="ok")
 
@@ -83,7 +92,17 @@ async def ready(request: Request[Any, Any, Any], db: DatabaseDep, arq: ArqDep) -
     return Response({"status": status, "checks": checks}, status_code=200)
 
 
-@get("/metrics", operation_id="metrics", tags=["health"], summary="Prometheus metrics", media_type="text/plain")
+@get(
+    "/metrics",
+    operation_id="metrics",
+    tags=["health"],
+    summary="Prometheus metrics",
+    description=(
+        "Prometheus text format: this process's series, the counters every process (workers included) "
+        "shares through Redis, and the event-store and outbox gauges, refreshed at each scrape."
+    ),
+    media_type="text/plain",
+)
 async def metrics(arq: ArqDep) -> str:
     # This process's series, plus the counters every process (workers included) shares through Redis.
     return await METRICS.collect(redis=arq)

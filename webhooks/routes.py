@@ -264,11 +264,20 @@ async def _queue_replayed(arq: ArqRedis, replayed: list[store.DueEvent]) -> int:
 
 class EventAdminController(Controller):
     path = "/admin/events"
-    tags = ["admin", "webhooks"]
+    tags = ["admin"]
     guards = [admin_only]
     security = [{"BearerToken": []}]
 
-    @get("/", operation_id="listStripeEvents", summary="Stored Stripe events, newest first, by status and type")
+    @get(
+        "/",
+        operation_id="listStripeEvents",
+        summary="Stored Stripe events, newest first, by status and type",
+        description=(
+            "Stored events without their payloads, optionally only one `status` and one event `type`; pass "
+            "`next_cursor` as `cursor` for the next page. 400 `invalid-cursor` for a cursor this API did not "
+            "return."
+        ),
+    )
     async def list_events(
         self,
         status: FromQuery[StatusName | None] = None,
@@ -282,7 +291,12 @@ class EventAdminController(Controller):
         next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
         return EventPage(items=[_summary(r) for r in page], next_cursor=next_cursor)
 
-    @get("/{event_id:str}", operation_id="getStripeEvent", summary="One stored event with its payload")
+    @get(
+        "/{event_id:str}",
+        operation_id="getStripeEvent",
+        summary="One stored event with its payload",
+        description="The stored event (`evt_…`), its processing state and the payload Stripe sent. 404 if not stored.",
+    )
     async def get_event(self, event_id: FromPath[str]) -> EventDetail:
         row = await store.get_event(event_id)
         if row is None:
@@ -294,6 +308,11 @@ class EventAdminController(Controller):
         "/{event_id:str}/replay",
         operation_id="replayStripeEvent",
         summary="Process one stored event again (fresh attempt budget)",
+        description=(
+            "202 once the event is due again (`queued` is 0 when Redis is down: the sweeper queues it). "
+            "404 if not stored; 409 when it is being processed right now, or its livemode differs from the "
+            "configured Stripe key's (never processed)."
+        ),
         status_code=202,
         raises=[Conflict],
     )
@@ -315,6 +334,11 @@ class EventAdminController(Controller):
         "/replay",
         operation_id="replayStripeEvents",
         summary="Process again every stored event matching a filter (e.g. all dead ones)",
+        description=(
+            "Makes due again, oldest first, at most `limit` stored events with this `status` (and `type`), "
+            "each with a fresh attempt budget; `replayed` lists them. Events of the other livemode are never "
+            "replayed. 202 even when none matched."
+        ),
         status_code=202,
     )
     async def replay_many(self, data: JSONBody[ReplayFilter], arq: ArqDep, settings: SettingsDep) -> ReplayResult:

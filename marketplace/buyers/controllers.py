@@ -31,7 +31,16 @@ class BuyerController(Controller):
     path = "/buyers"
     tags = ["buyers"]
 
-    @post("/", operation_id="signUpBuyer", status_code=201, summary="Sign up as a buyer; returns the token once")
+    @post(
+        "/",
+        operation_id="signUpBuyer",
+        status_code=201,
+        summary="Sign up as a buyer; returns the token once",
+        description=(
+            "Creates the buyer and a buyer bearer token, answered once in `token` (only its hash is stored): "
+            "send it as `Authorization: Bearer …` to check out signed in and to list your orders."
+        ),
+    )
     async def sign_up(self, data: JSONBody[BuyerSignup], db: DatabaseDep) -> BuyerSignupResult:
         async with db.transaction():
             principal_id, token = await create_principal(Role.buyer, data.display_name, data.email)
@@ -44,7 +53,14 @@ class BuyerController(Controller):
             await Buyer.insert(Buyer(principal=principal_id, **row))
         return BuyerSignupResult(buyer=_out(row), token=token)
 
-    @get("/me", operation_id="getMyBuyerProfile", guards=[buyer_only], security=[{"BearerToken": []}])
+    @get(
+        "/me",
+        operation_id="getMyBuyerProfile",
+        summary="The buyer's profile",
+        description="The profile of the buyer whose token this is; 403 for a seller's or an admin's token.",
+        guards=[buyer_only],
+        security=[{"BearerToken": []}],
+    )
     async def me(self, principal: PrincipalDep) -> BuyerOut:
         row = await Buyer.select().where(Buyer.principal == principal.id).first()
         if row is None:

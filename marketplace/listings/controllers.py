@@ -126,6 +126,11 @@ class SellerListingController(Controller):
         "/",
         operation_id="createMyListing",
         summary="Create a listing (amount in minor units of its currency)",
+        description=(
+            "Creates a listing of the seller's (active unless `active: false`; `stock` omitted or null is "
+            "unlimited). 400 `validation-error` names every field that does not validate, e.g. an amount "
+            "Stripe cannot charge in that currency."
+        ),
         status_code=201,
         raises=[InvalidListing],
     )
@@ -145,6 +150,10 @@ class SellerListingController(Controller):
         "/",
         operation_id="listMyListings",
         summary="The seller's listings, inactive ones included, newest first",
+        description=(
+            "A page of the seller's own listings; pass `next_cursor` as `cursor` for the next page (null on "
+            "the last). 400 `invalid-cursor` for a cursor this API did not return."
+        ),
         raises=[InvalidCursor],
     )
     async def list_mine(self, principal: PrincipalDep, limit: Limit = 20, cursor: Cursor = None) -> ListingPage:
@@ -154,7 +163,13 @@ class SellerListingController(Controller):
         page, next_cursor = _page(rows, limit)
         return ListingPage(items=[listing_out(r) for r in page], next_cursor=next_cursor)
 
-    @get("/{listing_id:uuid}", operation_id="getMyListing", summary="One of the seller's listings", raises=[NotFound])
+    @get(
+        "/{listing_id:uuid}",
+        operation_id="getMyListing",
+        summary="One of the seller's listings",
+        description="The listing, active or not. 404 when it does not exist or is another seller's.",
+        raises=[NotFound],
+    )
     async def get_mine(self, listing_id: FromPath[uuid.UUID], principal: PrincipalDep) -> ListingOut:
         return listing_out(await service.owned_listing(principal, listing_id))
 
@@ -174,6 +189,10 @@ class SellerListingController(Controller):
         "/{listing_id:uuid}",
         operation_id="deactivateMyListing",
         summary="Take a listing off sale (it is kept, inactive); returns it",
+        description=(
+            "Sets `active: false` (repeating it changes nothing) and answers the listing; `PATCH` with "
+            "`active: true` puts it back on sale. 404 when it is not the seller's."
+        ),
         status_code=200,
         raises=[NotFound],
     )
@@ -191,6 +210,11 @@ class ListingController(Controller):
         "/",
         operation_id="browseListings",
         summary="Listings buyers may buy, newest first, optionally of one seller or in one currency",
+        description=(
+            "Active listings of sellers whose accounts can take payments now; no token needed. Pass "
+            "`next_cursor` as `cursor` for the next page. 400 for an unsupported currency or a cursor this "
+            "API did not return."
+        ),
         raises=[InvalidCursor],
     )
     async def browse(
@@ -218,6 +242,10 @@ class ListingController(Controller):
         "/{listing_id:uuid}",
         operation_id="getListing",
         summary="One listing buyers may buy (404 when inactive or its seller cannot take payments)",
+        description=(
+            "The storefront view of one listing; no token needed. 404 when it is missing, inactive, or its "
+            "seller cannot take payments now, all answered alike."
+        ),
         raises=[NotFound],
     )
     async def get_one(self, listing_id: FromPath[uuid.UUID]) -> PublicListingOut:

@@ -144,7 +144,16 @@ class BuyerOrdersController(Controller):
     guards = [buyer_only]
     security = BEARER
 
-    @get("/", operation_id="listMyBuyerOrders", summary="The buyer's orders, newest first", raises=[InvalidCursor])
+    @get(
+        "/",
+        operation_id="listMyBuyerOrders",
+        summary="The buyer's orders, newest first",
+        description=(
+            "A page of the signed-in buyer's orders, with their lines; pass `next_cursor` as `cursor` for the "
+            "next page. 400 `invalid-cursor` for a cursor this API did not return."
+        ),
+        raises=[InvalidCursor],
+    )
     async def list_orders(self, principal: PrincipalDep, limit: Limit = 20, cursor: Cursor = None) -> OrderPage:
         return await _page(*await orders_page(buyer=principal.id, limit=limit, cursor=cursor))
 
@@ -155,7 +164,16 @@ class SellerOrdersController(Controller):
     guards = [seller_only]
     security = BEARER
 
-    @get("/", operation_id="listMySellerOrders", summary="The seller's orders, newest first", raises=[InvalidCursor])
+    @get(
+        "/",
+        operation_id="listMySellerOrders",
+        summary="The seller's orders, newest first",
+        description=(
+            "A page of the orders of the seller's listings, with their lines; pass `next_cursor` as `cursor` "
+            "for the next page. 400 `invalid-cursor` for a cursor this API did not return."
+        ),
+        raises=[InvalidCursor],
+    )
     async def list_orders(self, principal: PrincipalDep, limit: Limit = 20, cursor: Cursor = None) -> OrderPage:
         seller = await seller_for_principal(principal.id)
         return await _page(*await orders_page(seller=seller["id"], limit=limit, cursor=cursor))

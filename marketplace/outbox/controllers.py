@@ -78,7 +78,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 class OutboxAdminController(Controller):
     path = "/admin/outbox"
-    tags = ["admin", "outbox"]
+    tags = ["admin"]
     guards = [admin_only]
     security = [{"BearerToken": []}]
 
@@ -86,6 +86,11 @@ class OutboxAdminController(Controller):
         "/",
         operation_id="listOutboxMessages",
         summary="Outbox messages, newest first, by status (e.g. the dead ones)",
+        description=(
+            "Stored outbox messages without their payloads, optionally only those in one `status`; pass "
+            "`next_cursor` as `cursor` for the next page. 400 `invalid-cursor` for a cursor this API did not "
+            "return."
+        ),
         raises=[InvalidCursor],
     )
     async def list_messages(
@@ -104,6 +109,10 @@ class OutboxAdminController(Controller):
         "/{message_id:uuid}/replay",
         operation_id="replayOutboxMessage",
         summary="Send a failed or dead outbox message again (fresh attempt budget, at the next delivery run)",
+        description=(
+            "Makes the message due again with a fresh attempt budget and answers it. 404 for an unknown "
+            "message; 409 when it is not failed or dead (e.g. being sent right now, or delivered)."
+        ),
         status_code=200,
         raises=[NotFound, Conflict],
     )

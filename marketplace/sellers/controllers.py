@@ -89,7 +89,17 @@ class SellerSignupController(Controller):
     path = "/sellers"
     tags = ["sellers"]
 
-    @post("/", operation_id="signUpSeller", status_code=201, summary="Sign up as a seller; returns the token once")
+    @post(
+        "/",
+        operation_id="signUpSeller",
+        status_code=201,
+        summary="Sign up as a seller; returns the token once",
+        description=(
+            "Creates the seller and a seller bearer token, answered once in `token` (only its hash is stored). "
+            "400 `validation-error` for a country Stripe Connect does not support. The connected account "
+            "comes next, with `POST /sellers/me/stripe-account`."
+        ),
+    )
     async def sign_up(self, data: JSONBody[SellerSignup], settings: SettingsDep) -> SellerSignupResult:
         if data.country not in SUPPORTED_COUNTRIES:
             raise Problem(
@@ -119,7 +129,15 @@ class SellerMeController(Controller):
     guards = [seller_only]
     security = BEARER
 
-    @get("/", operation_id="getMySellerProfile", summary="The seller's profile and connected-account state")
+    @get(
+        "/",
+        operation_id="getMySellerProfile",
+        summary="The seller's profile and connected-account state",
+        description=(
+            "The seller's profile and their connected account as last synced from Stripe (status, "
+            "requirements, capabilities); `connected_account` is null until one is created."
+        ),
+    )
     async def me(self, principal: PrincipalDep) -> SellerProfile:
         seller = await accounts.seller_for_principal(principal.id)
         account = await accounts.account_for_seller(seller["id"])
@@ -148,6 +166,11 @@ class SellerMeController(Controller):
         "/onboarding-link",
         operation_id="createMyOnboardingLink",
         summary="A fresh hosted onboarding link (single use, expires within minutes)",
+        description=(
+            "Mints a Stripe Account Link: send the seller's browser to `url` before `expires_at`; Stripe "
+            "sends it back to the onboarding redirects. 409 when there is no connected account yet or it "
+            "was disconnected; 502 when Stripe refuses."
+        ),
         status_code=201,
         raises=[errors.AccountNotCreated, errors.AccountDisconnected, UpstreamError, Unavailable],
     )
@@ -162,6 +185,11 @@ class SellerMeController(Controller):
         "/dashboard-link",
         operation_id="createMyDashboardLink",
         summary="An Express dashboard login link (platform-managed accounts only)",
+        description=(
+            "A single-use login link to the seller's Stripe Express dashboard. 409 when there is no connected "
+            "account, it was disconnected, its dashboard is not Express, or onboarding is not complete; 502 "
+            "when Stripe refuses."
+        ),
         status_code=201,
         raises=[
             errors.AccountNotCreated,
@@ -295,7 +323,15 @@ class AdminSellerController(Controller):
     guards = [admin_only]
     security = BEARER
 
-    @get("/", operation_id="adminListSellers", summary="Sellers with a connected account, by account status")
+    @get(
+        "/",
+        operation_id="adminListSellers",
+        summary="Sellers with a connected account, by account status",
+        description=(
+            "Each seller's current connected account (one replaced by a reconnection is not listed), newest "
+            "first, optionally only those in one `status`; paginated with `limit` and `offset`."
+        ),
+    )
     async def list_sellers(
         self,
         status: Annotated[
@@ -320,6 +356,11 @@ class AdminSellerController(Controller):
         "/{seller_id:uuid}/sync",
         operation_id="adminSyncSeller",
         summary="Re-read a seller's account from Stripe",
+        description=(
+            "Fetches the connected account from Stripe now, stores what it says (status, requirements, "
+            "capabilities) and answers the result. 404 when the seller has no connected account; 502 when "
+            "Stripe refuses."
+        ),
         status_code=200,
         raises=[UpstreamError, Unavailable],
     )
@@ -339,6 +380,11 @@ class AdminSellerController(Controller):
         "/{seller_id:uuid}/fee-policy",
         operation_id="adminGetSellerFeePolicy",
         summary="A seller's fee override and the fee policy their charges get",
+        description=(
+            "The seller's override (null when none) and the effective policy: the platform's fee policy "
+            "with the override's fields in place. When the two cannot combine, `effective` is null and "
+            "`conflict` says why (the override needs replacing)."
+        ),
         raises=[NotFound],
     )
     async def fee_policy(self, seller_id: FromPath[uuid.UUID], settings: SettingsDep) -> SellerFeePolicyOut:
@@ -352,6 +398,11 @@ class AdminSellerController(Controller):
         "/{seller_id:uuid}/fee-override",
         operation_id="adminSetSellerFeeOverride",
         summary="Set a seller's fee override (each field given replaces the platform's whole field)",
+        description=(
+            "Replaces any earlier override and answers the seller's fee policy with it; new checkouts use it. "
+            "400 `validation-error` lists every field (and currency) that is invalid on its own or combined "
+            "with the platform fee policy; 404 for an unknown seller."
+        ),
         status_code=200,
         raises=[NotFound],
     )
@@ -368,6 +419,10 @@ class AdminSellerController(Controller):
         "/{seller_id:uuid}/fee-override",
         operation_id="adminClearSellerFeeOverride",
         summary="Clear a seller's fee override: the platform fee policy applies",
+        description=(
+            "204 whether or not there was an override; new checkouts use the platform fee policy. "
+            "404 for an unknown seller."
+        ),
         status_code=204,
         raises=[NotFound],
     )

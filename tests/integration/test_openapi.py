@@ -105,6 +105,24 @@ def test_error_responses_are_problem_documents(schema: dict[str, Any], settings:
     assert ready["content"]["application/problem+json"]["example"]["type"] == "urn:marketplace:problem:not-ready"
 
 
+def test_every_operation_has_one_declared_tag_a_summary_and_a_description(schema: dict[str, Any]) -> None:
+    """Swagger UI lists an operation once per tag: one tag each, declared (with a description) at the top."""
+    declared = {tag["name"]: tag.get("description") for tag in schema["tags"]}
+    assert all(declared.values()), declared
+    assert set(declared) == {"sellers", "listings", "buyers", "checkout", "orders", "webhooks", "admin", "health"}
+    used: set[str] = set()
+    for (path, method), operation in operations(schema).items():
+        assert len(operation.get("tags", [])) == 1, (path, method, operation.get("tags"))
+        assert operation["tags"][0] in declared, (path, method)
+        assert operation.get("summary"), (path, method)
+        assert operation.get("description"), (path, method)
+        used.add(operation["tags"][0])
+        if path.startswith("/admin/"):
+            assert operation["tags"] == ["admin"], (path, method)
+    assert used == set(declared)  # no tag declared for nothing
+    assert schema["info"]["contact"]["name"]
+
+
 async def test_the_statuses_the_api_answers_are_the_documented_ones(client: Client, schema: dict[str, Any]) -> None:
     """Real error answers of a guarded route and a sign-up, each documented for its operation."""
     buyer_me = schema["paths"]["/buyers/me"]["get"]["responses"]
