@@ -24,8 +24,10 @@ from piccolo.engine.postgres import PostgresEngine
 from connect.client import build_stripe_client, close_stripe_client
 from marketplace import routes
 from marketplace.auth.guards import current_principal
+from marketplace.bodies import JsonBodyGuard
 from marketplace.db import DB, start_database, stop_database
 from marketplace.observability import RequestIdMiddleware, configure_logging
+from marketplace.openapi_rules import forbid_unknown_fields
 from marketplace.problem_docs import document_problems
 from marketplace.problem_handlers import exception_handlers
 from marketplace.queue import arq_pool
@@ -177,6 +179,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         lifespan=[resources],
         exception_handlers=exception_handlers,
+        middleware=[JsonBodyGuard()],  # JSON bodies: media type, read timeout, depth, NUL (bodies.py)
         openapi_config=openapi_config(),
         state=State({"settings": settings}),
         debug=False,
@@ -188,4 +191,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         WebhookIngress(app.asgi_handler), server_timing=settings.app_env != "production"
     )
     document_problems(app)  # error responses in OpenAPI are problem documents, for every route
+    forbid_unknown_fields(app)  # strict request bodies say `additionalProperties: false` (openapi_rules.py)
     return app

@@ -12,13 +12,14 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import stripe
 
 from marketplace.observability import METRICS
 from marketplace.problems import RETRY_AFTER_SECONDS, Problem, Unavailable
+from marketplace.schemas import STRIPE_TOKEN
 from marketplace.settings import Secret, Settings
 from webhooks import store
 from webhooks.registry import Endpoint
@@ -74,17 +75,30 @@ class Received:
     outcome: Outcome
 
 
-class _EventEnvelope(msgspec.Struct):
-    """The fields of a Stripe event the pipeline needs; the rest is kept verbatim in `payload`."""
+# What the event store's columns take (an id beyond them is a permanent refusal, not an outage).
+_EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=STRIPE_TOKEN)]
+_EventType = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=STRIPE_TOKEN)]
+_ApiVersion = Annotated[str, msgspec.Meta(max_length=64, pattern=STRIPE_TOKEN)]
+MAX_CREATED = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a `datetime` holds
+_Created = Annotated[int, msgspec.Meta(ge=0, le=MAX_CREATED)]
 
-    id: str
-    type: str
-    created: int
+
+class _EventEnvelope(msgspec.Struct):
+    """The fields of a Stripe event the pipeline needs; the rest is kept verbatim in `payload`.
+
+    Bounded by what the store holds: ids of 1..255 and types of 1..128 of the characters Stripe uses
+    (`STRIPE_TOKEN`: no NUL, no space), `created` from the epoch to the end of year 9999. Out of bounds
+    is a 400 `invalid-webhook`: a permanent refusal, not an outage.
+    """
+
+    id: _EventId
+    type: _EventType
+    created: _Created
     livemode: bool
     data: dict[str, Any]
     kind: str = msgspec.field(default="event", name="object")
-    account: str | None = None
-    api_version: str | None = None
+    account: _EventId | None = None
+    api_version: _ApiVersion | None = None
 
 
 _decoder = msgspec.json.Decoder(_EventEnvelope)
@@ -154,7 +168,9 @@ async def _receive(endpoint: Endpoint, raw: bytes, signature: str | None, settin
     verify_signature(body, signature, secrets, settings.webhook_tolerance_seconds)
     try:
         envelope = _decoder.decode(raw)
-    except msgspec.DecodeError as exc:
+    except msgspec.ValidationError as exc:
+        raise InvalidDelivery(f"The body is not a Stripe event we can store: {exc}.") from exc
+    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested ~1000 deep
         raise InvalidDelivery("The body is not a Stripe event (JSON with id, type, created, livemode, data).") from exc
     if envelope.kind != "event" or not envelope.id or not envelope.type:
         raise InvalidDelivery("The body is not a Stripe event.")

@@ -5,14 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 from arq.connections import ArqRedis
 from litestar import Controller, Request, get, post
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.enums import ParamType
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Parameter, RequestBody, Schema
+from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.types import (
     ASGIApp,
     ControllerRouterHandler,
@@ -25,12 +29,22 @@ from litestar.types import (
 
 import webhooks.metrics  # noqa: F401  # describes the worker's counters, which /metrics renders from Redis
 from marketplace.auth.guards import admin_only
+from marketplace.bodies import read_body_chunk
 from marketplace.deps import ArqDep, SettingsDep
 from marketplace.observability import METRICS
 from marketplace.problems import PROBLEM_JSON, Conflict, NotFound, Problem, body_of
+from marketplace.schemas import SINGLE_LINE, STRIPE_ID_PATTERN, STRIPE_TOKEN, Cursor, StripeEventId
 from marketplace.settings import Settings
 from webhooks import store
-from webhooks.ingest import BadSignature, DeliveryTooLarge, EventStoreUnavailable, InvalidDelivery, check_size, receive
+from webhooks.ingest import (
+    MAX_CREATED,
+    BadSignature,
+    DeliveryTooLarge,
+    EventStoreUnavailable,
+    InvalidDelivery,
+    check_size,
+    receive,
+)
 from webhooks.queueing import enqueue_event, enqueuer_for
 from webhooks.registry import ENDPOINT_PATHS, Endpoint
 
@@ -78,7 +92,7 @@ class ReplayFilter(msgspec.Struct, forbid_unknown_fields=True):
     """Which stored events to replay: by status (and optionally type), oldest first, at most `limit`."""
 
     status: ReplayableStatus
-    type: str | None = None
+    type: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=STRIPE_TOKEN)] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
 
 
@@ -160,7 +174,7 @@ class WebhookIngress:
 
         async def body() -> AsyncIterator[bytes]:
             while True:
-                message = await receive()
+                message = await read_body_chunk(receive)  # a body that stops arriving: 408, closed
                 if message["type"] == "http.disconnect":
                     raise ClientDisconnected
                 chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
@@ -207,9 +221,49 @@ _WEBHOOK_DESCRIPTION = (
 )
 
 
+_EVENT_STRING = {"type": OpenAPIType.STRING, "min_length": 1, "max_length": 255, "pattern": STRIPE_ID_PATTERN}
+_EVENT_SCHEMA = Schema(
+    type=OpenAPIType.OBJECT,
+    description="A Stripe event as Stripe sends it; fields beyond these are stored verbatim.",
+    required=["id", "type", "created", "livemode", "data"],
+    properties={
+        "id": Schema(**_EVENT_STRING),  # type: ignore[arg-type]
+        "object": Schema(type=OpenAPIType.STRING, enum=["event"]),
+        "type": Schema(**{**_EVENT_STRING, "max_length": 128, "pattern": STRIPE_TOKEN}),  # type: ignore[arg-type]
+        "created": Schema(type=OpenAPIType.INTEGER, minimum=0, maximum=MAX_CREATED, description="Unix time (s)."),
+        "livemode": Schema(type=OpenAPIType.BOOLEAN),
+        "data": Schema(type=OpenAPIType.OBJECT),
+        "account": Schema(**_EVENT_STRING, description="Connect endpoint: the connected account."),  # type: ignore[arg-type]
+        "api_version": Schema(type=OpenAPIType.STRING, max_length=64, pattern=STRIPE_TOKEN),
+    },
+)
+
+
+@dataclass
+class _WebhookOperation(Operation):
+    """What a delivery must carry, in the document (the handler reads the raw body itself)."""
+
+    def __post_init__(self) -> None:
+        signature = Parameter(
+            name="Stripe-Signature",
+            param_in=ParamType.HEADER,
+            required=True,
+            description="`t=<unix time>,v1=<HMAC-SHA256 hex>[,v1=…]`, as Stripe signs the raw body.",
+            schema=Schema(type=OpenAPIType.STRING, min_length=1, max_length=4096, pattern=SINGLE_LINE),
+        )
+        self.parameters = [*(self.parameters or []), signature]
+        self.request_body = RequestBody(
+            required=True,
+            description="The event, byte for byte as Stripe signed it (any JSON media type, e.g. "
+            "`application/json; charset=utf-8`).",
+            content={"application/json": OpenAPIMediaType(schema=_EVENT_SCHEMA)},
+        )
+
+
 @post(
     ENDPOINT_PATHS["platform"],
     operation_id="receivePlatformWebhook",
+    operation_class=_WebhookOperation,
     tags=["webhooks"],
     raises=_WEBHOOK_PROBLEMS,
     summary="Stripe events of the platform account",
@@ -223,6 +277,7 @@ async def platform_webhook(request: Request[Any, Any, Any]) -> DeliveryAck:
 @post(
     ENDPOINT_PATHS["connect"],
     operation_id="receiveConnectWebhook",
+    operation_class=_WebhookOperation,
     tags=["webhooks"],
     raises=_WEBHOOK_PROBLEMS,
     summary="Stripe events of connected accounts",
@@ -242,7 +297,12 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, _, event_id = raw.partition("|")
-        return datetime.fromisoformat(stamp), event_id
+        if not re.fullmatch(STRIPE_ID_PATTERN, event_id):
+            raise ValueError("not an event id the store holds")
+        at = datetime.fromisoformat(stamp)
+        if at.tzinfo is None:
+            raise ValueError("a cursor's time is in UTC")
+        return at, event_id
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidCursor("The cursor is not one this API returned.") from exc
 
@@ -281,9 +341,11 @@ class EventAdminController(Controller):
     async def list_events(
         self,
         status: FromQuery[StatusName | None] = None,
-        event_type: Annotated[str | None, QueryParameter(name="type", max_length=128)] = None,
+        event_type: Annotated[
+            str | None, QueryParameter(name="type", min_length=1, max_length=128, pattern=STRIPE_TOKEN)
+        ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
-        cursor: FromQuery[str | None] = None,
+        cursor: Cursor = None,
     ) -> EventPage:
         before = _decode_cursor(cursor) if cursor else None
         rows = await store.list_events(status=status, type_=event_type, limit=limit + 1, before=before)
@@ -297,7 +359,7 @@ class EventAdminController(Controller):
         summary="One stored event with its payload",
         description="The stored event (`evt_…`), its processing state and the payload Stripe sent. 404 if not stored.",
     )
-    async def get_event(self, event_id: FromPath[str]) -> EventDetail:
+    async def get_event(self, event_id: StripeEventId) -> EventDetail:
         row = await store.get_event(event_id)
         if row is None:
             raise NotFound(f"No stored event {event_id}.")
@@ -316,7 +378,7 @@ class EventAdminController(Controller):
         status_code=202,
         raises=[Conflict],
     )
-    async def replay_one(self, event_id: FromPath[str], arq: ArqDep, settings: SettingsDep) -> ReplayResult:
+    async def replay_one(self, event_id: StripeEventId, arq: ArqDep, settings: SettingsDep) -> ReplayResult:
         replayed = await store.replay(ids=[event_id], limit=1, livemode=settings.livemode)
         if not replayed:
             refusal = await store.why_not_replayed(event_id, settings.livemode)

@@ -27,6 +27,7 @@ from marketplace.listings.schemas import (
 from marketplace.listings.service import InvalidListing, ListingChanges, ListingFields, Position
 from marketplace.listings.tables import ListingRow
 from marketplace.problems import NotFound, Problem
+from marketplace.schemas import CURSOR_PATTERN
 from marketplace.sellers.accounts import seller_for_principal
 
 BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
@@ -34,7 +35,11 @@ BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Page size.")]
 Cursor = Annotated[
     str | None,
-    QueryParameter(max_length=200, description="`next_cursor` of the previous page; omit for the first page."),
+    QueryParameter(
+        max_length=200,
+        pattern=CURSOR_PATTERN,
+        description="`next_cursor` of the previous page; omit for the first page.",
+    ),
 ]
 
 

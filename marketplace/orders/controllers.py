@@ -27,6 +27,7 @@ from marketplace.orders.schemas import CheckoutIn, CheckoutOut, OrderLineOut, Or
 from marketplace.orders.service import InvalidCursor, OrderLineRow, OrderRow, lines_of, order_for_caller, orders_page
 from marketplace.orders.states import OrderStatus
 from marketplace.problems import Unavailable
+from marketplace.schemas import CURSOR_PATTERN
 from marketplace.sellers.accounts import seller_for_principal
 from marketplace.sellers.errors import SellerCannotSell
 
@@ -135,7 +136,7 @@ class OrderController(Controller):
 
 
 Limit = Annotated[int, QueryParameter(ge=1, le=100)]
-Cursor = Annotated[str | None, QueryParameter(max_length=200)]
+Cursor = Annotated[str | None, QueryParameter(max_length=200, pattern=CURSOR_PATTERN)]
 
 
 class BuyerOrdersController(Controller):

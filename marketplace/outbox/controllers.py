@@ -18,6 +18,7 @@ from marketplace.observability import METRICS
 from marketplace.outbox import service
 from marketplace.outbox.tables import OutboxStatus
 from marketplace.problems import Conflict, NotFound, Problem
+from marketplace.schemas import Cursor
 
 
 class OutboxMessageSummary(msgspec.Struct):
@@ -97,7 +98,7 @@ class OutboxAdminController(Controller):
         self,
         status: FromQuery[OutboxStatus | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
-        cursor: FromQuery[str | None] = None,
+        cursor: Cursor = None,
     ) -> OutboxPage:
         before = _decode_cursor(cursor) if cursor else None
         records = await service.list_messages(status=status, limit=limit + 1, before=before)

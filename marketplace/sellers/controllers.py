@@ -23,6 +23,7 @@ from marketplace.auth.service import create_principal
 from marketplace.auth.tables import Role
 from marketplace.deps import ArqDep, PrincipalDep, SettingsDep, StripeDep
 from marketplace.problems import NotFound, Problem, TooManyRequests, Unavailable, UpstreamError
+from marketplace.schemas import Offset
 from marketplace.sellers import accounts, errors, fees, links, sync, urls
 from marketplace.sellers.accounts import AccountRow
 from marketplace.sellers.schemas import (
@@ -339,7 +340,7 @@ class AdminSellerController(Controller):
             QueryParameter(name="status"),
         ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> list[AdminSellerOut]:
         listed = await accounts.accounts_by_status(status, limit, offset)
         return [
