@@ -7,19 +7,36 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn, cast
 
-from marketplace.settings import Settings, SettingsError, get_settings
+from marketplace.settings import Settings, SettingsError
 
 Command = Callable[[argparse.Namespace], int]
 
 
+class CommandError(Exception):
+    """A failure a command reports as one line on stderr, with exit status `code`."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (the usage itself is one `--help` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _settings_or_exit() -> Settings:
-    """The validated settings, or every problem printed (no traceback) and exit status 2."""
-    try:
-        return get_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        raise SystemExit(2) from None
+    """The validated settings (the environment, completed in development from `make run`'s stack file).
+
+    A `SettingsError` is reported by `main` as one line, exit status 2.
+    """
+    from marketplace.devstack import cli_settings
+
+    return cli_settings()
 
 
 def _logging_from(settings: Settings) -> None:
@@ -61,11 +78,40 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     _logging_from(settings)
+    applied, current = asyncio.run(_migrate_counted(settings.database_url.reveal()))
+    print(f"migrations: {applied} applied, {current} already up to date")
+    return 0
+
+
+async def _applied_migrations(database_url: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        if not await conn.fetchval("SELECT to_regclass('migration') IS NOT NULL"):
+            return 0
+        count: int = await conn.fetchval("SELECT count(*) FROM migration WHERE app_name = 'marketplace'")
+        return count
+    finally:
+        await conn.close()
+
+
+async def _migrate_counted(database_url: str) -> tuple[int, int]:
+    """Apply pending migrations with Piccolo's own chatter silenced: (applied now, applied before)."""
+    import contextlib
+    import io
+
     from marketplace.migrate import migrate
 
-    asyncio.run(migrate(settings.database_url.reveal()))
-    print("migrations applied")
-    return 0
+    before = await _applied_migrations(database_url)
+    chatter = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(chatter):
+            await migrate(database_url)
+    except Exception:
+        sys.stderr.write(chatter.getvalue())  # what Piccolo said before it failed is the diagnosis
+        raise
+    return await _applied_migrations(database_url) - before, before
 
 
 def cmd_openapi(args: argparse.Namespace) -> int:
@@ -87,13 +133,13 @@ def cmd_openapi(args: argparse.Namespace) -> int:
 
 
 def cmd_admin_create_token(args: argparse.Namespace) -> int:
-    _settings_or_exit()
+    settings = _settings_or_exit()
     from marketplace.auth.service import create_principal
     from marketplace.auth.tables import Role
     from marketplace.db import start_database, stop_database
 
     async def create() -> str:
-        await start_database(get_settings().database_url.reveal(), max_size=1)
+        await start_database(settings.database_url.reveal(), max_size=1)
         try:
             _, token = await create_principal(Role.admin, args.name, args.email)
             return token
@@ -119,18 +165,36 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return code
 
 
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from `low` to `high`, or a one-line usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+_port = _bounded(1, 65535)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="marketplace", description=__doc__)
+    parser = Parser(prog="marketplace", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="development: embedded services, sandbox, API and worker together")
-    p.add_argument("--port", type=int, default=None, help="API port (default $PORT or 8000)")
+    p.add_argument("--port", type=_port, default=None, help="API port (default $PORT or 8000)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("serve", help="run the API (uvicorn)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--port", type=_port, default=8000, help="TCP port to listen on (default 8000)")
+    p.add_argument("--workers", type=_bounded(1, 64), default=1, help="API processes uvicorn starts (default 1)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("worker", help="run one arq worker")
@@ -149,12 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     admin = sub.add_parser("admin", help="platform administration").add_subparsers(dest="admin_command", required=True)
     p = admin.add_parser("create-token", help="create a platform admin and print its token once")
-    p.add_argument("--name", default="platform admin")
-    p.add_argument("--email", default=None)
+    p.add_argument("--name", default="platform admin", help="the admin's display name (default: platform admin)")
+    p.add_argument("--email", default=None, help="the admin's email address (optional)")
     p.set_defaults(func=cmd_admin_create_token)
 
     for add_commands in _package_commands():
-        add_commands(sub)
+        # Their parsers are `Parser`s too (argparse makes sub-parsers of the parent's class).
+        add_commands(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
     return parser
 
 
@@ -173,7 +238,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     func: Command = args.func
-    return func(args)
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        line = one_line_error(exc)
+        if line is None:
+            raise  # a bug, not a condition: keep its traceback
+        print(f"marketplace {args.command}: {line}", file=sys.stderr)
+        return exc.code if isinstance(exc, CommandError) else 2 if isinstance(exc, SettingsError) else 1
+
+
+def one_line_error(exc: BaseException) -> str | None:
+    """The one line a command prints for an expected failure (bad settings, a service down, a bad
+    value, a refusal from PostgreSQL, Redis or Stripe); None for anything else."""
+    import asyncpg
+    import redis.exceptions
+    import stripe
+
+    from marketplace.devstack import stack_hint
+
+    if isinstance(exc, SettingsError):
+        line = "invalid configuration: " + "; ".join(exc.problems)
+        if any(" is required" in problem for problem in exc.problems):
+            line += f"; {stack_hint()}"
+        return line
+    if isinstance(exc, CommandError):
+        return str(exc)
+    if isinstance(exc, (OSError, TimeoutError, redis.exceptions.ConnectionError)):
+        return f"a service is unreachable ({type(exc).__name__}: {exc}); is PostgreSQL/Redis (or `make run`) up?"
+    if isinstance(exc, stripe.StripeError):
+        return f"Stripe refused: {type(exc).__name__}: {exc.user_message or exc}"
+    if isinstance(exc, (ValueError, asyncpg.PostgresError, asyncpg.InterfaceError, redis.exceptions.RedisError)):
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    if isinstance(exc, RuntimeError) and str(exc).startswith("migrations failed"):
+        return str(exc).splitlines()[0]
+    return None
 
 
 if __name__ == "__main__":

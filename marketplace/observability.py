@@ -16,6 +16,7 @@ import contextlib
 import contextvars
 import itertools
 import logging
+import os
 import re
 import sys
 import threading
@@ -105,6 +106,52 @@ class JsonFormatter(logging.Formatter):
         return _ENCODER.encode(entry).decode()
 
 
+class PlainFormatter(logging.Formatter):
+    """One readable line per record, for a developer's terminal (`make run` only; JSON stays the default).
+
+    `12:00:01 warning marketplace.worker  message  key=value …`; an access line reads
+    `12:00:01 info    api  POST /sellers → 201 (12.3 ms)`.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        clock = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        fields = record.__dict__
+        if record.name == "marketplace.access":
+            method, path, status = fields.get("method"), fields.get("path"), fields.get("status")
+            text = f"api  {method} {path} → {status} ({fields.get('duration_ms')} ms)"
+        else:
+            text = f"{record.name}  {record.getMessage()}"
+            extras = [f"{key}={fields[key]}" for key in ("event_id", "event_type", "account") if fields.get(key)]
+            if extras:
+                text += "  " + " ".join(extras)
+        line = f"{clock} {record.levelname.lower():<7} {text}"
+        if record.exc_text:
+            line += "\n" + record.exc_text
+        return line
+
+
+# Routine lines a developer's terminal does without (the plain format only): the readiness polls and
+# the worker's periodic jobs, which would otherwise bury everything else every few seconds.
+_ROUTINE_JOBS = ("webhooks_sweep", "webhooks_prune", "deliver_outbox")
+
+
+class RoutineFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        if record.name == "marketplace.access":
+            return not str(record.__dict__.get("path", "")).startswith("/health/")
+        if record.name.startswith("arq."):
+            message = record.getMessage()
+            return not (any(job in message for job in _ROUTINE_JOBS) or message.startswith("redis_version="))
+        return True
+
+
+def plain_logs_requested() -> bool:
+    """`MARKETPLACE_LOG_FORMAT=plain`: set by the dev runner for itself and its children."""
+    return os.environ.get("MARKETPLACE_LOG_FORMAT", "json") == "plain"
+
+
 class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A stream handler that writes INFO lines in batches and WARNING and above at once.
 
@@ -173,7 +220,11 @@ _QUIET_LOGGERS = ("uvicorn.access", "httpx", "httpcore", "stripe", "pgserver")
 def json_handler(secrets: Iterable[str] = ()) -> logging.Handler:
     """The one log handler: JSON lines on stderr, batched, every secret masked."""
     handler = BatchingStreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    if plain_logs_requested():
+        handler.addFilter(RoutineFilter())
+        handler.setFormatter(PlainFormatter())
+    else:
+        handler.setFormatter(JsonFormatter())
     handler.addFilter(RedactingFilter(secrets))
     handler._marketplace = True  # type: ignore[attr-defined]
     return handler

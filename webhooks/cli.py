@@ -6,17 +6,33 @@ import argparse
 import asyncio
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
-from marketplace.settings import Settings, SettingsError, get_settings
+from marketplace.settings import Settings
 from webhooks.tables import EventStatus
 
 
-def _settings() -> Settings:
+def _limit(text: str) -> int:
+    """`--limit`: a whole number from 1 to 10000, checked before anything connects."""
     try:
-        return get_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        raise SystemExit(2) from exc
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 10000, got {value}")
+    return value
+
+
+def _base_url(text: str) -> str:
+    """`--base-url`: an absolute http(s) URL without query or fragment, checked before anything is written."""
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError(f"not an http(s) base URL like https://api.example.com: {text!r}")
+    try:
+        parts.port  # noqa: B018  # raises on a port that is not a number
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a valid port in {text!r}") from None
+    return text.strip().rstrip("/")
 
 
 async def _replay(settings: Settings, args: argparse.Namespace) -> int:
@@ -111,8 +127,15 @@ async def _register(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run(coro_fn: Any) -> Any:
+    """A command: the CLI's settings (`marketplace.devstack.cli_settings`), then the coroutine.
+
+    Failures (bad settings, a service down, a refusal) reach `marketplace.cli.main`, which prints one line.
+    """
+
     def command(args: argparse.Namespace) -> int:
-        result: int = asyncio.run(coro_fn(_settings(), args))
+        from marketplace.devstack import cli_settings
+
+        result: int = asyncio.run(coro_fn(cli_settings(), args))
         return result
 
     return command
@@ -134,7 +157,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="every event no worker had a handler for (workers with the handler re-offer them anyway)",
     )
     p.add_argument("--type", default=None, help="only events of this type (with --failed/--dead)")
-    p.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
+    p.add_argument("--limit", type=_limit, default=1000, help="at most this many, 1 to 10000 (default 1000)")
     p.set_defaults(func=_run(_replay))
 
     p = events.add_parser("list", help="list stored events, newest first")
@@ -145,7 +168,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="only events in this state (unhandled: no worker that took it had its handler)",
     )
     p.add_argument("--type", default=None, help="only events of this type, e.g. account.updated")
-    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p.add_argument("--limit", type=_limit, default=50, help="at most this many, 1 to 10000 (default 50)")
     p.set_defaults(func=_run(_list))
 
     stripe_group = subparsers.add_parser("stripe", help="Stripe account setup").add_subparsers(
@@ -154,5 +177,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p = stripe_group.add_parser(
         "register-webhooks", help="create or update both webhook endpoints and print new secrets once"
     )
-    p.add_argument("--base-url", required=True, help="public base URL of the API, e.g. https://api.example.com")
+    p.add_argument(
+        "--base-url", required=True, type=_base_url, help="public base URL of the API, e.g. https://api.example.com"
+    )
     p.set_defaults(func=_run(_register))

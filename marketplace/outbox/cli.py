@@ -8,7 +8,7 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable
 
-from marketplace.settings import Settings, SettingsError, get_settings
+from marketplace.settings import Settings
 
 # `marketplace.outbox.tables.OutboxStatus`, spelled out so that building the parser imports no ORM.
 STATUSES = ("pending", "sending", "sent", "failed", "dead")
@@ -66,11 +66,10 @@ def _run(body: Callable[[Settings, argparse.Namespace], Awaitable[int]]) -> Call
     """A command: settings, the database for the command's duration, and every failure as one line."""
 
     def command(args: argparse.Namespace) -> int:
-        try:
-            settings = get_settings()
-        except SettingsError as exc:
-            print(exc, file=sys.stderr)
-            return 2
+        from marketplace.devstack import cli_settings
+
+        # A SettingsError (nothing configured, no `make run` up) is printed by `marketplace.cli.main`, one line.
+        settings = cli_settings()
 
         async def run() -> int:
             from marketplace.db import start_database, stop_database

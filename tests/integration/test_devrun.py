@@ -1,22 +1,32 @@
 """`marketplace run` (make run): settings checked before anything starts; webhook endpoints that
-follow the API's port without ever signing with another port's secret."""
+follow the API's port without ever signing with another port's secret; one run per data folder; the
+CLI of a second terminal reaching the running stack; the README's walk against the real runner."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
+import shutil
+import signal
 import stat
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import redis
 import stripe
 
 from connect.client import build_stripe_client, close_stripe_client
 from marketplace.devrun import SANDBOX_KEY, _sync_webhook_endpoints
+from marketplace.devstack import STACK_VARIABLES
 from tests.conftest import free_port, serve
 from tests.support.asgi import read_body, serve_lifespan
 
@@ -119,3 +129,239 @@ async def test_runs_on_other_ports_keep_secrets_per_url_and_leave_no_stale_endpo
     finally:
         server.should_exit = True
         await task
+
+
+# ---- the runner itself, as `make run` starts it, and the CLI of a second terminal ------------------------
+
+
+class Runner:
+    """`marketplace run` (what `make run` starts) in a subprocess, in a data folder of its own."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.port, self.sandbox_port = free_port(), free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}"
+        self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
+        self.log = root / "run.log"
+        env = clean_env(self.data)
+        env.update(PORT=str(self.port), SANDBOX_PORT=str(self.sandbox_port))
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "marketplace.cli", "run"], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_up(self, timeout: float = 150) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the runner exited ({self.process.returncode}):\n{self.output()}")
+            if "Ctrl-C stops everything" in self.output():
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"the runner did not come up within {timeout} s:\n{self.output()}")
+
+    def stack(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.data / "stack.json").read_text())
+        return data
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def clean_env(data: Path) -> dict[str, str]:
+    """A developer's shell: none of the stack's variables set, development, this data folder."""
+    env = {**os.environ, "MARKETPLACE_DATA_DIR": str(data)}
+    for name in (*STACK_VARIABLES, "APP_ENV", "PORT", "SANDBOX_PORT", "MARKETPLACE_LOG_FORMAT", "LOG_LEVEL"):
+        env.pop(name, None)
+    return env
+
+
+def cli(data: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`marketplace …` in a second terminal: nothing configured but the data folder."""
+    return subprocess.run(
+        [sys.executable, "-m", "marketplace.cli", *args],
+        env=clean_env(data),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[Runner]:
+    # Not pytest's tmp_path: embedded PostgreSQL runs as its own user when the tests run as root, and
+    # must be able to reach its folder; a short path also keeps Redis's socket in the data folder.
+    root = Path(tempfile.mkdtemp(prefix="marketplace-devrun-"))
+    root.chmod(0o755)
+    running = Runner(root)
+    try:
+        running.wait_up()
+        yield running
+    finally:
+        running.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def one_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    assert "Traceback" not in text
+    return lines[0]
+
+
+@pytest.mark.timeout(240)
+def test_make_run_prints_readable_lines_and_the_urls_last(runner: Runner) -> None:
+    out = runner.output()
+    assert re.search(r"migrations: \d+ applied, \d+ already up to date", out), out
+    assert "migrations already complete" not in out
+    assert "not yet run" not in out
+    assert not [line for line in out.splitlines() if line.startswith("{")], out  # no JSON lines in dev
+    assert "webhooks_sweep" not in out
+    assert "deliver_outbox" not in out
+    tail = out[out.index(f"API          {runner.api_url}") :]
+    assert "create-token" in tail
+    assert f"socket {runner.data / 'redis.sock'}" in out
+    assert (runner.data / "redis.sock").is_socket()
+    assert stat.S_IMODE((runner.data / "stack.json").stat().st_mode) == 0o600
+
+
+def test_a_second_run_in_the_same_data_folder_refuses_and_the_first_keeps_serving(runner: Runner) -> None:
+    before = runner.stack()
+    env = clean_env(runner.data)
+    env.update(PORT=str(free_port()), SANDBOX_PORT=str(free_port()))
+    second = subprocess.run(
+        [sys.executable, "-m", "marketplace.cli", "run"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert second.returncode == 1, second.stdout + second.stderr
+    line = one_line(second.stdout + second.stderr)
+    assert "already running" in line
+    assert f"pid {runner.process.pid}" in line
+    assert runner.api_url in line
+    assert runner.sandbox_url in line
+
+    # Nothing of the first run was touched: its stack file, its Redis, its worker.
+    assert runner.stack() == before
+    ready = httpx.get(f"{runner.api_url}/health/ready", timeout=5)
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["status"] == "ok", ready.text
+    import psutil
+
+    children = psutil.Process(runner.process.pid).children()
+    assert {c.cmdline()[-1] for c in children if c.is_running()} >= {"worker"}
+    redis_client = redis.Redis.from_url(before["REDIS_URL"])
+    try:
+        assert redis_client.ping()
+        worker_beat = redis_client.exists("arq:queue:health-check")
+    finally:
+        redis_client.close()
+    assert worker_beat
+    assert runner.process.poll() is None
+
+
+def test_the_cli_finds_the_running_stack_without_any_variable(runner: Runner) -> None:
+    created = cli(runner.data, "admin", "create-token", "--name", "devrun test")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    assert token.startswith("mkt_")
+    listed = cli(runner.data, "events", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "Traceback" not in listed.stderr
+    outbox = cli(runner.data, "outbox", "list", "--status", "dead")
+    assert outbox.returncode == 0, outbox.stderr
+    # The token works against the running API: the CLI wrote to the run's own database.
+    answer = httpx.get(f"{runner.api_url}/admin/outbox", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+
+
+async def _registrations(database_url: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        count: int = await conn.fetchval("SELECT count(*) FROM webhook_endpoint_registrations")
+        return count
+    finally:
+        await conn.close()
+
+
+def test_bad_cli_input_is_one_line_and_writes_nothing(runner: Runner) -> None:
+    database_url = runner.stack()["DATABASE_URL"]
+    before = asyncio.run(_registrations(database_url))
+    bad_url = cli(runner.data, "stripe", "register-webhooks", "--base-url", "not-a-url")
+    assert bad_url.returncode != 0
+    assert "not-a-url" in one_line(bad_url.stderr)
+    assert not bad_url.stdout
+    bad_limit = cli(runner.data, "events", "list", "--limit", "-1")
+    assert bad_limit.returncode != 0
+    assert "--limit" in one_line(bad_limit.stderr)
+    assert not bad_limit.stdout
+    assert asyncio.run(_registrations(database_url)) == before
+
+
+@pytest.mark.timeout(180)
+def test_the_readme_walk_as_written(runner: Runner) -> None:
+    """README.md's "Try it": sign up, connected account, onboarding link, the hosted form, active."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    walk = readme[readme.index("Try it once `make run` is up") :]
+    for path in ("POST localhost:8000/sellers ", "/sellers/me/stripe-account", "/sellers/me/onboarding-link"):
+        assert path in walk, path
+    match = re.search(r"-d '(\{[^']+\})'", walk)
+    assert match, walk
+    signup = json.loads(match.group(1))
+
+    with httpx.Client(base_url=runner.api_url, timeout=30) as api:
+        created = api.post("/sellers", json=signup)
+        assert created.status_code == 201, created.text
+        body = created.json()
+        assert body["token"].startswith("mkt_")
+        auth = {"Authorization": f"Bearer {body['token']}"}
+        account = api.post("/sellers/me/stripe-account", headers=auth)
+        assert account.status_code in (200, 201), account.text
+        link = api.post("/sellers/me/onboarding-link", headers=auth)
+        assert link.status_code == 201, link.text
+        url = link.json()["url"]
+        assert url.startswith(runner.sandbox_url)
+
+        # "open the returned url in a browser, submit the form"
+        with httpx.Client(base_url=runner.sandbox_url, follow_redirects=False, timeout=30) as browser:
+            page = browser.get(url)
+            assert page.status_code == 200, page.text
+            action = re.search(r"<form method='post' action='([^']+)'", page.text)
+            assert action, page.text
+            submitted = browser.post(action.group(1), data={"url": "https://seller.example", "action": "complete"})
+            assert submitted.status_code == 303, submitted.text
+
+        # "the Connect webhook marks the seller active" (the sandbox → the API → the worker)
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline:
+            me = api.get("/sellers/me", headers=auth)
+            assert me.status_code == 200, me.text
+            status = me.json()["connected_account"]["status"]
+            if status == "active":
+                break
+            time.sleep(0.3)
+        assert status == "active", runner.output()[-4000:]
+
+
+def test_the_stack_file_is_gone_when_the_run_stops(runner: Runner) -> None:
+    """Last in this module: it stops the shared runner."""
+    redis_socket = runner.data / "redis.sock"
+    assert (runner.data / "stack.json").exists()
+    assert runner.stop() == 0, runner.output()[-4000:]
+    assert not (runner.data / "stack.json").exists()
+    assert not redis_socket.exists()  # its Redis stopped with it
+    gone = cli(runner.data, "events", "list")
+    assert gone.returncode == 2
+    assert "make run" in one_line(gone.stderr)
