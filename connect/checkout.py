@@ -17,7 +17,7 @@ Both carry the order id in `metadata` (of the session and of `payment_intent_dat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from stripe.params.checkout import (
     SessionCreateParams,
     SessionCreateParamsLineItem,
     SessionCreateParamsPaymentIntentData,
+    SessionRetrieveParams,
 )
 
 from connect.profiles import ChargeType
@@ -119,8 +120,77 @@ async def create_session(
     return CreatedSession(id=session.id, url=str(session.url))
 
 
-async def retrieve_session(client: stripe.StripeClient, session_id: str, stripe_account: str | None) -> dict[str, Any]:
-    """The session as Stripe has it now (as the connected account for a direct charge)."""
+@dataclass(frozen=True, slots=True)
+class SessionFacts:
+    """What a Checkout Session says about its payment, as read from Stripe (never from an event's snapshot).
+
+    `read_as` is the connected account the session was read as (`Stripe-Account`), None when read on the
+    platform: a direct charge's session exists only on its connected account, so reading it there *is*
+    the proof that it belongs to that account.
+    """
+
+    id: str
+    read_as: str | None
+    status: str | None  # open | complete | expired
+    payment_status: str | None  # paid | unpaid | no_payment_required
+    currency: str | None
+    amount_subtotal: int | None
+    amount_total: int | None
+    amount_discount: int  # total_details.amount_discount (0 when absent)
+    amount_tax: int
+    amount_shipping: int
+    metadata_order_id: str | None
+    client_reference_id: str | None
+    payment_intent_id: str | None
+    payment_intent_status: str | None  # when the session was read with the PaymentIntent expanded
+    payment_error_code: str | None  # the PaymentIntent's last_payment_error.code, if any
+
+    @classmethod
+    def from_stripe(cls, session: Mapping[str, Any], read_as: str | None) -> SessionFacts:
+        details: Mapping[str, Any] = session.get("total_details") or {}
+        metadata: Mapping[str, Any] = session.get("metadata") or {}
+        intent = session.get("payment_intent")
+        intent_id: str | None
+        intent_status: str | None = None
+        error_code: str | None = None
+        if isinstance(intent, Mapping):
+            intent_id = _str(intent.get("id"))
+            intent_status = _str(intent.get("status"))
+            error: Mapping[str, Any] = intent.get("last_payment_error") or {}
+            error_code = _str(error.get("decline_code") or error.get("code"))
+        else:
+            intent_id = _str(intent)
+        return cls(
+            id=str(session.get("id") or ""),
+            read_as=read_as,
+            status=_str(session.get("status")),
+            payment_status=_str(session.get("payment_status")),
+            currency=_str(session.get("currency")),
+            amount_subtotal=_int(session.get("amount_subtotal")),
+            amount_total=_int(session.get("amount_total")),
+            amount_discount=_int(details.get("amount_discount")) or 0,
+            amount_tax=_int(details.get("amount_tax")) or 0,
+            amount_shipping=_int(details.get("amount_shipping")) or 0,
+            metadata_order_id=_str(metadata.get("order_id")),
+            client_reference_id=_str(session.get("client_reference_id")),
+            payment_intent_id=intent_id,
+            payment_intent_status=intent_status,
+            payment_error_code=error_code,
+        )
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+async def retrieve_session(client: stripe.StripeClient, session_id: str, stripe_account: str | None) -> SessionFacts:
+    """The session as Stripe has it now (as the connected account for a direct charge), its PaymentIntent
+    expanded (a delayed payment's outcome is the PaymentIntent's status; the session stays `unpaid`)."""
     options: stripe.RequestOptions = {"stripe_account": stripe_account} if stripe_account else {}
-    session = await client.v1.checkout.sessions.retrieve_async(session_id, options=options)
-    return session.to_dict()
+    params: SessionRetrieveParams = {"expand": ["payment_intent"]}
+    session = await client.v1.checkout.sessions.retrieve_async(session_id, params=params, options=options)
+    return SessionFacts.from_stripe(session.to_dict(), stripe_account)

@@ -28,3 +28,8 @@ def login_link_key(link_request_id: uuid.UUID) -> str:
 def checkout_key(order_id: uuid.UUID) -> str:
     """The key of an order's Checkout Session: one session per order, however often it is retried."""
     return f"checkout:{order_id}"
+
+
+def refund_key(refund_id: uuid.UUID) -> str:
+    """The key of one refund row's Stripe refund: one refund per row, however often it is retried."""
+    return f"refund:{refund_id}"

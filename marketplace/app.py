@@ -27,11 +27,13 @@ from marketplace.auth.guards import current_principal
 from marketplace.bodies import JsonBodyGuard
 from marketplace.db import DB, start_database, stop_database
 from marketplace.observability import RequestIdMiddleware, configure_logging
-from marketplace.openapi_rules import forbid_unknown_fields
+from marketplace.openapi_rules import bodies_as_decoded, forbid_unknown_fields
+from marketplace.options import repair_options_allow
 from marketplace.problem_docs import document_problems
 from marketplace.problem_handlers import exception_handlers
 from marketplace.queue import arq_pool
 from marketplace.settings import Settings, get_settings
+from marketplace.shop.routes import shop_router
 from webhooks.routes import WebhookIngress
 from webhooks.store import close_ingest_pool, open_ingest_pool
 
@@ -51,7 +53,8 @@ OPENAPI_TAGS = [
     Tag(name="listings", description="A seller's own listings, and the public storefront buyers browse."),
     Tag(name="buyers", description="Buyer sign-up and profile."),
     Tag(name="checkout", description="Check out a cart: an order and a Stripe Checkout Session for it."),
-    Tag(name="orders", description="Reading orders: one by id, a buyer's and a seller's."),
+    Tag(name="orders", description="Reading orders (one by id, a buyer's and a seller's), and verifying a payment."),
+    Tag(name="notifications", description="What the platform told a buyer or a seller (receipts, sales)."),
     Tag(name="webhooks", description="The endpoints Stripe delivers events to (signed; stored before the 200)."),
     Tag(
         name="admin",
@@ -169,7 +172,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return pool
 
     app = Litestar(
-        route_handlers=routes.route_handlers(),
+        # The /shop pages (docs/pages.md) only when enabled: otherwise /shop is a 404 like any unknown path.
+        route_handlers=[*routes.route_handlers(), *([shop_router()] if settings.shop_enabled else [])],
         dependencies={
             "settings": Provide(provide_settings, sync_to_thread=False),
             "db": Provide(provide_db, sync_to_thread=False),
@@ -192,4 +196,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     document_problems(app)  # error responses in OpenAPI are problem documents, for every route
     forbid_unknown_fields(app)  # strict request bodies say `additionalProperties: false` (openapi_rules.py)
+    bodies_as_decoded(app)  # request body fields as msgspec checks them, with every bound (openapi_rules.py)
+    repair_options_allow(app)  # OPTIONS lists every method of a path served by several handlers (options.py)
     return app

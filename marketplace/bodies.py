@@ -15,7 +15,10 @@
    `RecursionError` at about 1000 levels, a 500);
 4. a NUL: a `\\u0000` escape anywhere in the document, keys included, is a 400 `validation-error`
    (PostgreSQL stores no NUL in `text` or `jsonb`; the per-field text patterns of
-   `marketplace.schemas` refuse every other control character, field by field).
+   `marketplace.schemas` refuse every other control character, field by field);
+5. the types, strictly: the body is decoded once more as the route's declared type with msgspec's
+   `strict=True`, so `"unit_amount": "2000"` or `"active": 0` is a 400 `validation-error`, as the
+   OpenAPI document says (Litestar converts a decoded body leniently, which would take both).
 
 The body is read once; Litestar's request then reads it from the connection state, not the socket.
 Both scans run at C speed (regular expressions and `bytes` methods), linear in the body's length.
@@ -27,6 +30,7 @@ import asyncio
 import re
 from typing import Any
 
+import msgspec
 from litestar import Request
 from litestar.enums import ScopeType
 from litestar.exceptions import ValidationException
@@ -125,6 +129,46 @@ def nul_position(body: bytes) -> int | None:
     return None if found is None else found.end() - 6
 
 
+_strict_decoders: dict[int, msgspec.json.Decoder[Any]] = {}
+
+
+def check_types(handler: Any, body: bytes) -> None:
+    """Decode `body` as the handler's declared `data` type, strictly; the 400 problem if it does not fit.
+
+    Strict, as JSON Schema reads the OpenAPI document: a string is not a number and 0 is not `false`;
+    but `2.0` *is* an integer in JSON Schema, so integral floats are taken as integers."""
+    decoder = _strict_decoders.get(id(handler))
+    if decoder is None:
+        decoder = msgspec.json.Decoder(handler.parsed_data_field.annotation, strict=True)
+        _strict_decoders[id(handler)] = decoder
+    try:
+        decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        try:
+            decoder.decode(msgspec.json.encode(_integral_floats_as_ints(msgspec.json.decode(body))))
+            return
+        except msgspec.ValidationError:
+            pass
+        message, _, path = str(exc).partition(" - at `")
+        error = {"message": message, "source": "body"}
+        key = ".".join(re.findall(r"[A-Za-z_][A-Za-z0-9_]*|\d+", path.rstrip("`").removeprefix("$")))
+        if key:
+            error["key"] = key  # as Litestar names a field: `lines.0.quantity`
+        raise ValidationException(detail="The request did not validate; see errors.", extra=[error]) from exc
+    except msgspec.DecodeError:
+        return  # not JSON at all: Litestar's own decode answers it, as for every other route
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    return value
+
+
 def check_json_body(body: bytes) -> None:
     """Raise the problem for a body no JSON route takes (too deep, or a NUL); see the module doc."""
     if json_depth_exceeds(body):
@@ -154,5 +198,7 @@ class JsonBodyGuard(ASGIMiddleware):
                     raise UnsupportedMediaType(
                         "This route takes a JSON body: send it as Content-Type: application/json."
                     )
-                check_json_body(await request.body())  # cached in the connection state for the handler
+                body = await request.body()  # cached in the connection state for the handler
+                check_json_body(body)
+                check_types(handler, body)
         await next_app(scope, receive, send)

@@ -158,6 +158,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_dev(port=args.port)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from marketplace.demo import DemoError
+    from marketplace.demo import main as demo_main
+
+    try:
+        return demo_main(base_url=args.base_url, sandbox_url=args.sandbox_url)
+    except DemoError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox.server import main as sandbox_main
 
@@ -206,6 +216,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("openapi", help="print the OpenAPI document")
     p.set_defaults(func=cmd_openapi)
+
+    p = sub.add_parser(
+        "demo",
+        help="development: walk the whole story (sellers, checkouts, webhooks, refunds) against a running stack",
+        description=(
+            "Against a running `make run` stack, over HTTP only: two sellers onboard, list an item each, and "
+            "guests buy (success page before webhook, 100%-off, declined card, bank debit, an oversell "
+            "refunded); one line per step, then a table of the orders and the stock."
+        ),
+    )
+    p.add_argument(
+        "--base-url",
+        metavar="URL",
+        default=None,
+        help="the API to walk (default: the one this checkout's `make run` started, from .data/stack.json)",
+    )
+    p.add_argument(
+        "--sandbox-url",
+        metavar="URL",
+        default=None,
+        help="that API's Stripe sandbox (default: from .data/stack.json, or where the API's hosted pages live)",
+    )
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("sandbox", help="run the offline Stripe sandbox", add_help=False)
     p.add_argument("sandbox_args", nargs=argparse.REMAINDER)

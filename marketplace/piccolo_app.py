@@ -12,6 +12,8 @@ TABLE_MODULES = [
     "marketplace.buyers.tables",
     "marketplace.outbox.tables",
     "marketplace.orders.tables",
+    "marketplace.refunds.tables",
+    "marketplace.notifications.tables",
     "webhooks.tables",
 ]
 

@@ -10,6 +10,7 @@ import webhooks.routes
 from marketplace import health
 from marketplace.buyers.controllers import BuyerController
 from marketplace.listings.controllers import ListingController, SellerListingController
+from marketplace.notifications.controllers import NotificationController
 from marketplace.sellers.controllers import (
     AdminSellerController,
     OnboardingRedirectController,
@@ -31,6 +32,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
         SellerListingController,
         ListingController,
         *marketplace.orders.controllers.route_handlers(),
+        NotificationController,
         *webhooks.routes.route_handlers(),
         *marketplace.outbox.controllers.route_handlers(),
     ]

@@ -14,12 +14,18 @@ character classes (no `\\s`, no `\\w`): Python's `re` and the ECMA regexes of JS
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Generic, Literal, TypeVar
 
 import msgspec
 from litestar.params import PathParameter, QueryParameter
 
 from connect.accounts import SUPPORTED_COUNTRIES
+from connect.currencies import SUPPORTED_CURRENCIES
 
 _CONTROL = r"\x00-\x1f\x7f-\x9f"
 _CONTROL_BUT_LINES = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
@@ -48,21 +54,96 @@ CountryCode = Annotated[
 # PostgreSQL as an out-of-range bigint); every free-form string parameter has a length and a pattern.
 MAX_OFFSET = 1_000_000
 Offset = Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET, description=f"Rows to skip (at most {MAX_OFFSET}).")]
-CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,200}$"
-"""A page cursor as the API hands them out: unpadded URL-safe base64, at most 200 characters."""
-Cursor = Annotated[
-    str | None,
-    QueryParameter(
-        max_length=200,
-        pattern=CURSOR_PATTERN,
-        description="`next_cursor` of the previous page; omit for the first page.",
-    ),
-]
 STRIPE_TOKEN = r"^[A-Za-z0-9_.~-]+$"
 """What Stripe's ids, event types and API versions are made of (letters, digits, `_ . ~ -`): no NUL, no
 space, nothing a URL path or query has to escape."""
-STRIPE_ID_PATTERN = r"^[A-Za-z0-9_.~-]{1,255}$"
+_STRIPE_ID = r"[A-Za-z0-9_.~-]{1,255}"
+STRIPE_ID_PATTERN = rf"^{_STRIPE_ID}$"
 """A Stripe object id as we store it: 1..255 of those characters (Stripe's are shorter)."""
 StripeEventId = Annotated[
     str, PathParameter(min_length=1, max_length=255, pattern=STRIPE_ID_PATTERN, description="A Stripe event id.")
 ]
+
+
+# Currencies. A currency in a request is one we sell in (connect.currencies), as an `enum` the decoder
+# checks and the OpenAPI document lists. Stripe's form is lowercase; ISO 4217's (uppercase) is taken too,
+# and stored lowercase. Fee policies name currencies in Stripe's form only.
+_CURRENCIES = sorted(SUPPORTED_CURRENCIES)
+if TYPE_CHECKING:  # a Literal built from the set: mypy sees the `str` it decodes to
+    CurrencyCode = str
+    LowercaseCurrencyCode = str
+else:
+    CurrencyCode = Literal[(*_CURRENCIES, *(code.upper() for code in _CURRENCIES))]
+    LowercaseCurrencyCode = Literal[tuple(_CURRENCIES)]
+
+
+# Page cursors. A cursor names the last row of a page by its keyset position: the row's time, in
+# microseconds since the Unix epoch (UTC; PostgreSQL's own precision, so the position is exact), a dot,
+# and the row's key. Its format is a pattern the OpenAPI document states and the decoder checks, with
+# nothing left over: any string the pattern matches decodes to a position, so a client (or a fuzzer)
+# that sends a schema-valid cursor gets a page, never an error. Clients still treat cursors as opaque.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_MICROS_DIGITS = 16  # 16 digits of microseconds reach the year 2286; Python's datetime goes to 9999
+Key = TypeVar("Key")
+
+
+@dataclass(frozen=True)
+class CursorFormat(Generic[Key]):
+    """`<microseconds>.<key>`: the one definition of a cursor, for the schema and for the codec."""
+
+    key_pattern: str  # the key's own pattern, unanchored, with its length bounds
+    key_length: tuple[int, int]
+    parse_key: Callable[[str], Key]
+    format_key: Callable[[Key], str]
+
+    @property
+    def pattern(self) -> str:
+        return rf"^[0-9]{{1,{_MICROS_DIGITS}}}\.{self.key_pattern}$"
+
+    @property
+    def min_length(self) -> int:
+        return 1 + 1 + self.key_length[0]
+
+    @property
+    def max_length(self) -> int:
+        return _MICROS_DIGITS + 1 + self.key_length[1]
+
+    def encode(self, at: datetime, key: Key) -> str:
+        """The cursor of a row at `at` (time-zone aware) with `key`."""
+        return f"{(at - _EPOCH) // _MICROSECOND}.{self.format_key(key)}"
+
+    def decode(self, cursor: str) -> tuple[datetime, Key] | None:
+        """(time, key) of a cursor, or None when `cursor` does not have the format (the routes' 400)."""
+        # `fullmatch`, not the parameter's `re.search`, whose `$` also matches before a final line feed.
+        if not re.fullmatch(self.pattern, cursor):
+            return None
+        micros, _, key = cursor.partition(".")
+        return _EPOCH + int(micros) * _MICROSECOND, self.parse_key(key)
+
+    def parameter(self) -> QueryParameter:
+        """The `cursor` query parameter of a page route, declared with this format."""
+        return QueryParameter(
+            min_length=self.min_length,
+            max_length=self.max_length,
+            pattern=self.pattern,
+            description=(
+                "`next_cursor` of the previous page; omit for the first page. Its format: microseconds "
+                "since the Unix epoch, a dot, and the last row's key."
+            ),
+        )
+
+
+ROW_CURSOR: CursorFormat[uuid.UUID] = CursorFormat(
+    key_pattern="[0-9a-f]{32}",
+    key_length=(32, 32),
+    parse_key=lambda key: uuid.UUID(hex=key),
+    format_key=lambda key: key.hex,
+)
+"""The cursor of a page of rows keyed by (time, UUID): listings, orders, outbox messages."""
+EVENT_CURSOR: CursorFormat[str] = CursorFormat(
+    key_pattern=_STRIPE_ID, key_length=(1, 255), parse_key=str, format_key=str
+)
+"""The cursor of a page of stored Stripe events, keyed by (received_at, Stripe event id)."""
+Cursor = Annotated[str | None, ROW_CURSOR.parameter()]
+EventCursor = Annotated[str | None, EVENT_CURSOR.parameter()]

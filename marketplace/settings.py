@@ -112,6 +112,7 @@ class Settings:
     checkout_allow_promotion_codes: bool = False
     checkout_on_behalf_of: bool = False  # destination charges: the seller is the merchant of record
     checkout_reuse_seconds: int = 600  # a repeated POST /checkout of the same cart returns its order
+    shop_enabled: bool = False  # the /shop pages (docs/pages.md); on by default outside production
 
     @property
     def stripe_call_budget_seconds(self) -> float:
@@ -269,7 +270,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     public_base_url = env.get("PUBLIC_BASE_URL", "http://127.0.0.1:" + env.get("PORT", "8000")).rstrip("/")
     if _origin(public_base_url) is None:
         problems.append("PUBLIC_BASE_URL must be an http(s) URL")
-    seller_return_url = env.get("SELLER_RETURN_URL", public_base_url + "/sellers/me")
+    seller_return_url = env.get("SELLER_RETURN_URL", public_base_url + "/shop/seller")
     if _origin(seller_return_url) is None:
         problems.append("SELLER_RETURN_URL must be an http(s) URL")
 
@@ -376,11 +377,32 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         checkout_allow_promotion_codes=_bool(env, "CHECKOUT_ALLOW_PROMOTION_CODES", False, problems),
         checkout_on_behalf_of=_bool(env, "CHECKOUT_ON_BEHALF_OF", False, problems),
         checkout_reuse_seconds=_int(env, "CHECKOUT_REUSE_SECONDS", 600, problems, minimum=0),
+        shop_enabled=_bool(env, "SHOP_ENABLED", app_env != "production", problems),
     )
     problems += budget_problems(settings)
+    problems += page_problems(settings)
     if problems:
         raise SettingsError(problems)
     return settings
+
+
+def page_problems(settings: Settings) -> list[str]:
+    """In production, a buyer or seller sent to a page this API does not serve (the default URLs are the
+    /shop pages, which production turns off): refused at start rather than found after a payment."""
+    if settings.shop_enabled or settings.app_env != "production":
+        return []
+    shop = settings.public_base_url.rstrip("/") + "/shop/"
+    named = {
+        "CHECKOUT_SUCCESS_URL": settings.checkout_success_url,
+        "CHECKOUT_CANCEL_URL": settings.checkout_cancel_url,
+        "SELLER_RETURN_URL": settings.seller_return_url,
+    }
+    return [
+        f"{name}={url} is a /shop page, and SHOP_ENABLED is off: set {name} to your frontend's page"
+        f" (or SHOP_ENABLED=true)"
+        for name, url in named.items()
+        if url.startswith(shop)
+    ]
 
 
 @lru_cache(maxsize=1)

@@ -39,3 +39,12 @@ def stripe_code(exc: stripe.StripeError) -> str | None:
     error = body.get("error") if isinstance(body.get("error"), dict) else {}
     found = error.get("code") if isinstance(error, dict) else None
     return str(found) if found else None
+
+
+def is_transient(exc: stripe.StripeError) -> bool:
+    """Worth retrying later with the same key: Stripe was unreachable, overloaded or failed (a 409 other
+    than an idempotency mismatch is a concurrent request with the same key, still in flight)."""
+    if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
+        return True
+    status = exc.http_status or 0
+    return status >= 500 or (status == 409 and not isinstance(exc, stripe.IdempotencyError))

@@ -7,15 +7,24 @@ import contextlib
 import logging
 from typing import Any
 
-from arq import cron
+from arq import cron, func
 from arq.connections import ArqRedis
 from arq.worker import Worker
 
 from connect.client import build_stripe_client, close_stripe_client
 from marketplace.db import start_database, stop_database
+from marketplace.notifications.service import NotificationWriter
 from marketplace.observability import configure_logging
-from marketplace.outbox.service import LogNotifier, deliver_due
+from marketplace.outbox.service import (
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_SEND_TIMEOUT_SECONDS,
+    DELIVER_JOB,
+    LEASE_MARGIN_SECONDS,
+    KindRouter,
+    deliver_due,
+)
 from marketplace.queue import redis_settings_from_url
+from marketplace.refunds.service import REFUND_CREATE, RefundSender
 from marketplace.settings import Settings, get_settings
 
 log = logging.getLogger("marketplace.worker")
@@ -25,7 +34,15 @@ DEFAULT_JOB_TIMEOUT_SECONDS = 120  # the crons (sweeper, retention, outbox); nev
 
 async def deliver_outbox(ctx: dict[str, Any]) -> int:
     """Cron: send due outbox messages (leased, each send cut by a timeout); returns how many were sent."""
-    report = await deliver_due(ctx["notifier"], redis=ctx.get("redis"))
+    # A send may be a Stripe call (a refund): it gets the whole budget of one call, and its lease more.
+    settings: Settings = ctx["settings"]
+    send_timeout = max(DEFAULT_SEND_TIMEOUT_SECONDS, settings.stripe_call_budget_seconds + 1.0)
+    report = await deliver_due(
+        ctx["notifier"],
+        redis=ctx.get("redis"),
+        send_timeout=send_timeout,
+        lease_seconds=max(DEFAULT_LEASE_SECONDS, send_timeout + 2 * LEASE_MARGIN_SECONDS),
+    )
     return report.sent
 
 
@@ -47,7 +64,8 @@ def build_worker(settings: Settings | None = None, *, redis_pool: ArqRedis | Non
             max_network_retries=settings.stripe_max_network_retries,
             timeout_seconds=settings.stripe_timeout_seconds,
         )
-        ctx["notifier"] = LogNotifier()
+        # People's messages become notifications (and a log line); a refund.create message makes the refund.
+        ctx["notifier"] = KindRouter(NotificationWriter(), {REFUND_CREATE: RefundSender(ctx["stripe"])})
         # Unhandled events this worker's handlers take (parked by an older deploy's workers): once now,
         # before taking jobs, then on a timer of this worker's own.
         try:
@@ -70,7 +88,7 @@ def build_worker(settings: Settings | None = None, *, redis_pool: ArqRedis | Non
 
     options: dict[str, Any] = {
         # process_event's own timeout is derived from the lease (webhooks.worker.job_timeout_seconds).
-        "functions": [*webhook_jobs.functions(settings)],
+        "functions": [*webhook_jobs.functions(settings), func(deliver_outbox, name=DELIVER_JOB)],
         "cron_jobs": [*webhook_jobs.cron_jobs(settings), cron(deliver_outbox, second={0, 15, 30, 45})],
         "on_startup": startup,
         "on_shutdown": shutdown,

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
-import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +30,7 @@ from marketplace.bodies import read_body_chunk
 from marketplace.deps import ArqDep, SettingsDep
 from marketplace.observability import METRICS
 from marketplace.problems import PROBLEM_JSON, Conflict, NotFound, Problem, body_of
-from marketplace.schemas import SINGLE_LINE, STRIPE_ID_PATTERN, STRIPE_TOKEN, Cursor, StripeEventId
+from marketplace.schemas import EVENT_CURSOR, SINGLE_LINE, STRIPE_ID_PATTERN, STRIPE_TOKEN, EventCursor, StripeEventId
 from marketplace.settings import Settings
 from webhooks import store
 from webhooks.ingest import (
@@ -289,22 +286,13 @@ async def connect_webhook(request: Request[Any, Any, Any]) -> DeliveryAck:
 
 
 def _encode_cursor(row: dict[str, Any]) -> str:
-    raw = f"{row['received_at'].isoformat()}|{row['id']}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return EVENT_CURSOR.encode(row["received_at"], row["id"])
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, _, event_id = raw.partition("|")
-        if not re.fullmatch(STRIPE_ID_PATTERN, event_id):
-            raise ValueError("not an event id the store holds")
-        at = datetime.fromisoformat(stamp)
-        if at.tzinfo is None:
-            raise ValueError("a cursor's time is in UTC")
-        return at, event_id
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidCursor("The cursor is not one this API returned.") from exc
+    if (position := EVENT_CURSOR.decode(cursor)) is None:
+        raise InvalidCursor("The cursor is not one this API returned.")
+    return position
 
 
 def _summary(row: dict[str, Any]) -> EventSummary:
@@ -345,7 +333,7 @@ class EventAdminController(Controller):
             str | None, QueryParameter(name="type", min_length=1, max_length=128, pattern=STRIPE_TOKEN)
         ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
-        cursor: Cursor = None,
+        cursor: EventCursor = None,
     ) -> EventPage:
         before = _decode_cursor(cursor) if cursor else None
         rows = await store.list_events(status=status, type_=event_type, limit=limit + 1, before=before)

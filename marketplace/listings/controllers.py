@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from connect.currencies import is_supported, normalize
 from marketplace.auth.guards import seller_only
 from marketplace.deps import PrincipalDep
 from marketplace.listings import service
@@ -27,20 +23,12 @@ from marketplace.listings.schemas import (
 from marketplace.listings.service import InvalidListing, ListingChanges, ListingFields, Position
 from marketplace.listings.tables import ListingRow
 from marketplace.problems import NotFound, Problem
-from marketplace.schemas import CURSOR_PATTERN
+from marketplace.schemas import ROW_CURSOR, CurrencyCode, Cursor
 from marketplace.sellers.accounts import seller_for_principal
 
 BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
 
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Page size.")]
-Cursor = Annotated[
-    str | None,
-    QueryParameter(
-        max_length=200,
-        pattern=CURSOR_PATTERN,
-        description="`next_cursor` of the previous page; omit for the first page.",
-    ),
-]
 
 
 class InvalidCursor(Problem):
@@ -49,20 +37,13 @@ class InvalidCursor(Problem):
 
 
 def _encode_cursor(row: ListingRow) -> str:
-    raw = f"{row.created_at.isoformat()}|{row.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return ROW_CURSOR.encode(row.created_at, row.id)
 
 
 def _decode_cursor(cursor: str) -> Position:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, _, listing_id = raw.partition("|")
-        at = datetime.fromisoformat(stamp)
-        if at.tzinfo is None:
-            raise ValueError("a cursor's time is in UTC")
-        return at, uuid.UUID(listing_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidCursor("The cursor is not one this API returned.") from exc
+    if (position := ROW_CURSOR.decode(cursor)) is None:
+        raise InvalidCursor("The cursor is not one this API returned.")
+    return position
 
 
 def _page(rows: list[ListingRow], limit: int) -> tuple[list[ListingRow], str | None]:
@@ -228,17 +209,10 @@ class ListingController(Controller):
         cursor: Cursor = None,
         seller_id: Annotated[uuid.UUID | None, QueryParameter(description="Only this seller's listings.")] = None,
         currency: Annotated[
-            str | None, QueryParameter(pattern=r"^[A-Za-z]{3}$", description="ISO 4217, any case.")
+            CurrencyCode | None, QueryParameter(description="Only listings in this currency (lowercase or uppercase).")
         ] = None,
     ) -> PublicListingPage:
         after = _decode_cursor(cursor) if cursor else None
-        if currency is not None and not is_supported(normalize(currency)):
-            raise Problem(
-                f"{currency!r} is not a currency this marketplace sells in.",
-                slug="validation-error",
-                title="Bad request",
-                errors=[{"key": "currency", "message": "not a supported currency", "source": "query"}],
-            )
         rows = await service.browse_listings(limit=limit + 1, after=after, seller_id=seller_id, currency=currency)
         page, next_cursor = _page(rows, limit)
         return PublicListingPage(items=[public_listing_out(r) for r in page], next_cursor=next_cursor)

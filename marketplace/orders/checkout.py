@@ -59,14 +59,13 @@ from marketplace.orders.errors import (
 from marketplace.orders.schemas import CheckoutIn
 from marketplace.orders.service import OrderLineRow, OrderRow, lines_of, order_by_id
 from marketplace.orders.states import OrderStatus
-from marketplace.orders.tables import Order
 from marketplace.problems import Problem, Unavailable
 from marketplace.sellers.accounts import AccountRow
 from marketplace.sellers.eligibility import SellingTerms, terms_for
 from marketplace.sellers.fees import combine, stored_override
 from marketplace.sellers.tables import ConnectedAccount, Seller
 from marketplace.settings import Settings
-from marketplace.stripe_errors import stripe_code
+from marketplace.stripe_errors import is_transient, stripe_code
 
 log = logging.getLogger("marketplace.checkout")
 
@@ -397,14 +396,6 @@ def _session_request(settings: Settings, order: OrderRow, lines: list[OrderLineR
     )
 
 
-def _transient(exc: stripe.StripeError) -> bool:
-    """Worth retrying later with the same key: Stripe was unreachable, overloaded or failed."""
-    if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
-        return True
-    status = exc.http_status or 0
-    return status >= 500 or (status == 409 and not isinstance(exc, stripe.IdempotencyError))
-
-
 async def _refusal(order: OrderRow, exc: stripe.StripeError) -> Problem:
     """The problem for a Stripe error; a definitive one also moves the order to failed with the code."""
     code = stripe_code(exc) or ("idempotency_error" if isinstance(exc, stripe.IdempotencyError) else None)
@@ -415,7 +406,7 @@ async def _refusal(order: OrderRow, exc: stripe.StripeError) -> Problem:
         code,
         getattr(exc, "request_id", None),
     )
-    if _transient(exc):
+    if is_transient(exc):
         return Unavailable(
             "The payment provider did not answer; your order is kept. Retry shortly: the same order is used.",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
@@ -426,6 +417,6 @@ async def _refusal(order: OrderRow, exc: stripe.StripeError) -> Problem:
         order.id,
         OrderStatus.failed,
         reason=exc.user_message or words,
-        values={Order.stripe_error_code: (code or type(exc).__name__)[:64]},
+        values={"stripe_error_code": (code or type(exc).__name__)[:64]},
     )
     return CheckoutRefused(words, order_id=str(order.id), order_status="failed", stripe_code=code)

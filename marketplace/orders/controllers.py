@@ -5,15 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from marketplace.auth.guards import buyer_only, optional_principal, seller_only
 from marketplace.auth.service import AuthenticatedPrincipal
-from marketplace.deps import PrincipalDep, SettingsDep, StripeDep
+from marketplace.deps import ArqDep, PrincipalDep, SettingsDep, StripeDep
 from marketplace.orders import checkout as checkout_service
+from marketplace.orders import verify as verify_service
+from marketplace.orders.confirm import SessionMismatch
 from marketplace.orders.errors import (
     AmountNotChargeable,
     CartSpansSellers,
@@ -23,11 +25,22 @@ from marketplace.orders.errors import (
     MixedCurrencies,
     WrongRoleForCheckout,
 )
-from marketplace.orders.schemas import CheckoutIn, CheckoutOut, OrderLineOut, OrderOut, OrderPage
+from marketplace.orders.schemas import (
+    CheckoutIn,
+    CheckoutOut,
+    OrderLineOut,
+    OrderOut,
+    OrderPage,
+    RefundOut,
+    VerifyIn,
+)
 from marketplace.orders.service import InvalidCursor, OrderLineRow, OrderRow, lines_of, order_for_caller, orders_page
 from marketplace.orders.states import OrderStatus
-from marketplace.problems import Unavailable
-from marketplace.schemas import CURSOR_PATTERN
+from marketplace.problems import NotFound, TooManyRequests, Unavailable
+from marketplace.ratelimit import Limit as RateLimit
+from marketplace.ratelimit import client_address, enforce
+from marketplace.refunds.service import RefundRow, refunds_of
+from marketplace.schemas import Cursor
 from marketplace.sellers.accounts import seller_for_principal
 from marketplace.sellers.errors import SellerCannotSell
 
@@ -44,9 +57,12 @@ OrderTokenDep = Annotated[
     ),
 ]
 CallerDep = NamedDependency[AuthenticatedPrincipal | None]
+# A success page polls with backoff (~15 calls a minute at most); a second tab or a reload adds a few.
+VERIFY_PER_ORDER = RateLimit("verify-order", limit=40, window=60)
+VERIFY_PER_CALLER = RateLimit("verify-caller", limit=60, window=60)
 
 
-def order_out(order: OrderRow, lines: list[OrderLineRow]) -> OrderOut:
+def order_out(order: OrderRow, lines: list[OrderLineRow], refunds: list[RefundRow] | None = None) -> OrderOut:
     return OrderOut(
         id=order.id,
         status=order.status.value,
@@ -63,12 +79,27 @@ def order_out(order: OrderRow, lines: list[OrderLineRow]) -> OrderOut:
         stripe_error_code=order.stripe_error_code,
         created_at=order.created_at,
         updated_at=order.updated_at,
+        amount_paid=order.amount_paid,
+        amount_discount=order.amount_discount,
+        paid_at=order.paid_at,
+        refunds=[
+            RefundOut(r.id, r.reason, r.amount, r.currency, r.status.value, r.stripe_status, r.created_at)
+            for r in refunds or []
+        ],
     )
+
+
+async def full_order(order: OrderRow) -> OrderOut:
+    """The order with its lines and refunds (what `GET /orders/{id}` and verify answer)."""
+    lines = await lines_of([order.id])
+    refunds = await refunds_of([order.id]) if order.status is OrderStatus.oversold else {order.id: []}
+    return order_out(order, lines[order.id], refunds[order.id])
 
 
 async def _page(orders: list[OrderRow], next_cursor: str | None) -> OrderPage:
     lines = await lines_of([o.id for o in orders])
-    return OrderPage(items=[order_out(o, lines[o.id]) for o in orders], next_cursor=next_cursor)
+    refunds = await refunds_of([o.id for o in orders if o.status is OrderStatus.oversold])
+    return OrderPage(items=[order_out(o, lines[o.id], refunds.get(o.id)) for o in orders], next_cursor=next_cursor)
 
 
 class CheckoutController(Controller):
@@ -131,12 +162,43 @@ class OrderController(Controller):
         security=OPTIONAL_BEARER,
     )
     async def get_order(self, order_id: FromPath[uuid.UUID], caller: CallerDep, order_token: OrderTokenDep) -> OrderOut:
+        return await full_order(await order_for_caller(order_id, caller, order_token))
+
+    @post(
+        "/{order_id:uuid}/verify",
+        operation_id="verifyOrder",
+        summary="What a success page calls: re-read the order's Checkout Session from Stripe and confirm it",
+        description=(
+            "For the order's buyer (bearer token) or guest (`X-Order-Token`); 404 for anyone else. Give the "
+            "`session_id` from the success URL when you have it. The session is read again from Stripe (as "
+            "the seller's account for a direct charge) and applied by the same confirmation the webhooks "
+            "use: whichever comes first confirms the order, once. Answers 200 with the order whatever its "
+            "status (pending, processing, paid, failed, expired, oversold), so a page can poll it; 409 when "
+            "the session is not this order's; 429 (with Retry-After) past the per-order and per-caller "
+            "limits; 503 (with Retry-After) when Stripe did not answer."
+        ),
+        status_code=200,
+        security=OPTIONAL_BEARER,
+        raises=[NotFound, SessionMismatch, TooManyRequests, Unavailable],
+    )
+    async def verify(
+        self,
+        order_id: FromPath[uuid.UUID],
+        caller: CallerDep,
+        order_token: OrderTokenDep,
+        stripe_client: StripeDep,
+        arq: ArqDep,
+        request: Request[Any, Any, Any],
+        data: JSONBody[VerifyIn | None] = None,
+    ) -> OrderOut:
         order = await order_for_caller(order_id, caller, order_token)
-        return order_out(order, (await lines_of([order.id]))[order.id])
+        who = str(caller.id) if caller is not None else order_token or client_address(request)
+        await enforce(arq, (VERIFY_PER_ORDER, str(order.id)), (VERIFY_PER_CALLER, who))
+        after = await verify_service.verify(stripe_client, arq, order, data.session_id if data else None)
+        return await full_order(after)
 
 
 Limit = Annotated[int, QueryParameter(ge=1, le=100)]
-Cursor = Annotated[str | None, QueryParameter(max_length=200, pattern=CURSOR_PATTERN)]
 
 
 class BuyerOrdersController(Controller):

@@ -15,18 +15,42 @@ MAX_QUANTITY = 10_000
 
 
 class CheckoutLineIn(msgspec.Struct, forbid_unknown_fields=True):
-    listing_id: uuid.UUID
-    quantity: Annotated[int, msgspec.Meta(ge=1, le=MAX_QUANTITY)]
+    """One line of a cart: a listing and how many units of it."""
+
+    listing_id: Annotated[
+        uuid.UUID,
+        msgspec.Meta(
+            description=(
+                "A listing on sale (active, of a seller who can take payments now): another is a 422 "
+                "`listing-unavailable`. A listing appears on one line only (400 `validation-error`)."
+            )
+        ),
+    ]
+    quantity: Annotated[
+        int, msgspec.Meta(ge=1, le=MAX_QUANTITY, description="Units; more than in stock is a 409 `insufficient-stock`.")
+    ]
 
 
 class CheckoutIn(msgspec.Struct, forbid_unknown_fields=True):
-    """A cart: lines of (listing, quantity) from one seller. Prices are looked up, never sent.
+    """A cart: lines of (listing, quantity) of one seller, in one currency, for a total Stripe can charge
+    in it (else a 422: `cart-spans-sellers`, `mixed-currencies`, `amount-not-chargeable`). Prices are
+    looked up, never sent.
 
-    A guest (no bearer token) gives `email`; a signed-in buyer's email is their profile's.
+    Who checks out is the caller: a buyer's bearer token, or none for a guest, who must give `email`
+    (400 `validation-error` without it; the schema cannot say so, as it depends on the token). A token
+    of another role is a 403, an unknown one a 401.
     """
 
     lines: Annotated[list[CheckoutLineIn], msgspec.Meta(min_length=1, max_length=MAX_LINES)]
-    email: Email | None = None
+    email: Annotated[
+        Email | None,
+        msgspec.Meta(
+            description=(
+                "Required for a guest (no bearer token). For a signed-in buyer the profile's email is used, "
+                "and this one only when the profile has none."
+            )
+        ),
+    ] = None
 
 
 class OrderLineOut(msgspec.Struct):
@@ -35,6 +59,16 @@ class OrderLineOut(msgspec.Struct):
     unit_amount: int
     quantity: int
     amount: int
+
+
+class RefundOut(msgspec.Struct):
+    id: uuid.UUID
+    reason: str  # oversold
+    amount: int
+    currency: str
+    status: str  # requested (not yet made with Stripe) | created (Stripe has it: see stripe_status) | refused
+    stripe_status: str | None
+    created_at: datetime
 
 
 class OrderOut(msgspec.Struct):
@@ -53,6 +87,11 @@ class OrderOut(msgspec.Struct):
     stripe_error_code: str | None
     created_at: datetime
     updated_at: datetime
+    # Set when the payment was confirmed (paid or oversold): what Stripe charged and the discount it gave.
+    amount_paid: int | None = None
+    amount_discount: int | None = None
+    paid_at: datetime | None = None
+    refunds: list[RefundOut] = msgspec.field(default_factory=list)
 
 
 class CheckoutOut(msgspec.Struct):
@@ -65,3 +104,12 @@ class CheckoutOut(msgspec.Struct):
 class OrderPage(msgspec.Struct):
     items: list[OrderOut]
     next_cursor: str | None
+
+
+SESSION_ID_PATTERN = r"^cs_[A-Za-z0-9_]{1,250}$"
+
+
+class VerifyIn(msgspec.Struct, forbid_unknown_fields=True):
+    """What a success page sends: the session id from its URL (`{CHECKOUT_SESSION_ID}`), when it has it."""
+
+    session_id: Annotated[str, msgspec.Meta(pattern=SESSION_ID_PATTERN, max_length=253)] | None = None

@@ -7,8 +7,6 @@ order, so ids cannot be probed.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from marketplace.auth.tokens import hash_token, looks_like_order_token
 from marketplace.orders.states import OrderStatus
 from marketplace.orders.tables import Order, OrderAccessToken, OrderLine
 from marketplace.problems import NotFound, Problem
+from marketplace.schemas import ROW_CURSOR
 from marketplace.sellers.tables import Seller
 
 
@@ -58,6 +57,11 @@ class OrderRow:
     checkout_expires_at: datetime
     created_at: datetime
     updated_at: datetime
+    amount_discount: int | None = None  # the rest: written by the confirmation (marketplace.orders.confirm)
+    amount_paid: int | None = None
+    payment_intent_id: str | None = None
+    paid_at: datetime | None = None
+    confirmed_by: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> OrderRow:
@@ -82,6 +86,11 @@ class OrderRow:
             checkout_expires_at=row["checkout_expires_at"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            amount_discount=None if row["amount_discount"] is None else int(row["amount_discount"]),
+            amount_paid=None if row["amount_paid"] is None else int(row["amount_paid"]),
+            payment_intent_id=row["payment_intent_id"],
+            paid_at=row["paid_at"],
+            confirmed_by=row["confirmed_by"],
         )
 
 
@@ -140,15 +149,13 @@ class InvalidCursor(Problem):
 
 
 def encode_cursor(order: OrderRow) -> str:
-    return base64.urlsafe_b64encode(f"{order.created_at.isoformat()}|{order.id}".encode()).decode()
+    return ROW_CURSOR.encode(order.created_at, order.id)
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        created, _, order_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(created), uuid.UUID(order_id)
-    except (ValueError, binascii.Error, UnicodeError) as exc:
-        raise InvalidCursor("The cursor is not one this API handed out.") from exc
+    if (position := ROW_CURSOR.decode(cursor)) is None:
+        raise InvalidCursor("The cursor is not one this API handed out.")
+    return position
 
 
 async def orders_page(

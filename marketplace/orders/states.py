@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from marketplace.orders.tables import Order
+import asyncpg
+
+from marketplace.db import connection
 
 
 class OrderStatus(StrEnum):
@@ -52,20 +53,54 @@ def may_move(current: OrderStatus, to: OrderStatus) -> bool:
 
 
 async def move(
-    order_id: uuid.UUID, to: OrderStatus, *, reason: str | None = None, values: Mapping[Any, Any] | None = None
-) -> OrderStatus | None:
-    """Move the order to `to` if its status allows it (compare-and-set); `to`, or None when it did not.
+    order_id: uuid.UUID,
+    to: OrderStatus,
+    *,
+    reason: str | None = None,
+    values: Mapping[str, Any] | None = None,
+    conn: asyncpg.Connection | None = None,
+) -> asyncpg.Record | None:
+    """Move the order to `to` if its status allows it (compare-and-set); the moved row, or None when not.
 
-    `values`: other columns set by the same statement (e.g. Stripe's error code). Runs in the caller's
-    transaction when there is one, so the move and its side effects commit together.
+    `values`: other columns of `orders` set by the same statement (e.g. `stripe_error_code`), by name.
+    With `conn` it runs in that connection's open transaction, so the move and its side effects commit
+    together; without, it borrows a connection for the one statement.
     """
     allowed = [s.value for s in ENTERED_FROM.get(to, frozenset())]
     if not allowed:
         return None
-    updates: dict[Any, Any] = {Order.status: to.value, Order.updated_at: datetime.now(UTC), **(values or {})}
+    extra = dict(values or {})
+    unknown = set(extra) - _SETTABLE
+    if unknown:
+        raise ValueError(f"move() cannot set {sorted(unknown)}")
     if reason is not None:
-        updates[Order.status_reason] = reason[:2000]
-    rows = (
-        await Order.update(updates).where((Order.id == order_id) & Order.status.is_in(allowed)).returning(Order.status)
+        extra["status_reason"] = reason[:2000]
+    names = sorted(extra)
+    assignments = "".join(f", {name} = ${index + 4}" for index, name in enumerate(names))
+    # The column names come from _SETTABLE, never from input; every value is bound.
+    sql = (
+        f"UPDATE orders SET status = $2, updated_at = now(){assignments}"  # noqa: S608
+        " WHERE id = $1 AND status = ANY($3::varchar[]) RETURNING *"
     )
-    return to if rows else None
+    args = (order_id, to.value, allowed, *(extra[name] for name in names))
+    row: asyncpg.Record | None
+    if conn is not None:
+        row = await conn.fetchrow(sql, *args)
+    else:
+        async with connection() as borrowed:
+            row = await borrowed.fetchrow(sql, *args)
+    return row
+
+
+# The columns a move may set besides the status (the confirmation's record of the session; Stripe's code).
+_SETTABLE = frozenset(
+    {
+        "stripe_error_code",
+        "amount_discount",
+        "amount_paid",
+        "payment_intent_id",
+        "paid_at",
+        "confirmed_by",
+        "checkout_session_id",
+    }
+)

@@ -36,6 +36,12 @@ class Order(Table, tablename="orders", db=DB):
     checkout_session_id = Varchar(length=255, null=True, default=None, unique=True)
     checkout_url = Text(null=True, default=None)
     checkout_expires_at = Timestamptz()  # sent as the session's expires_at (same on every retry)
+    # Written once, by the confirmation (marketplace.orders.confirm), from the session Stripe holds:
+    amount_discount = BigInt(null=True, default=None)  # the session's total_details.amount_discount
+    amount_paid = BigInt(null=True, default=None)  # the session's amount_total (0 for a 100%-off order)
+    payment_intent_id = Varchar(length=255, null=True, default=None)  # None when nothing was collected
+    paid_at = Timestamptz(null=True, default=None)  # when the confirmation won (paid or oversold)
+    confirmed_by = Varchar(length=300, null=True, default=None)  # the caller that won: webhook:evt_…, verify, …
     created_at = Timestamptz()
     updated_at = Timestamptz()
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -18,7 +16,7 @@ from marketplace.observability import METRICS
 from marketplace.outbox import service
 from marketplace.outbox.tables import OutboxStatus
 from marketplace.problems import Conflict, NotFound, Problem
-from marketplace.schemas import Cursor
+from marketplace.schemas import ROW_CURSOR, Cursor
 
 
 class OutboxMessageSummary(msgspec.Struct):
@@ -64,17 +62,13 @@ def _summary(record: service.OutboxRecord) -> OutboxMessageSummary:
 
 
 def _encode_cursor(record: service.OutboxRecord) -> str:
-    raw = f"{record.created_at.isoformat()}|{record.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return ROW_CURSOR.encode(record.created_at, record.id)
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, _, message_id = raw.partition("|")
-        return datetime.fromisoformat(stamp), uuid.UUID(message_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidCursor("The cursor is not one this API returned.") from exc
+    if (position := ROW_CURSOR.decode(cursor)) is None:
+        raise InvalidCursor("The cursor is not one this API returned.")
+    return position
 
 
 class OutboxAdminController(Controller):

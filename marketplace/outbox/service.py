@@ -41,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import asyncpg
+from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from marketplace.db import connection
@@ -177,9 +178,32 @@ def _record(row: asyncpg.Record) -> OutboxRecord:
 
 
 async def add_message(
-    kind: str, dedupe_key: str, payload: dict[str, Any], principal_id: uuid.UUID | None = None
+    kind: str,
+    dedupe_key: str,
+    payload: dict[str, Any],
+    principal_id: uuid.UUID | None = None,
+    *,
+    conn: asyncpg.Connection | None = None,
 ) -> bool:
-    """Record a message once per `dedupe_key` (in the caller's transaction, if any); True if this call added it."""
+    """Record a message once per `dedupe_key`, in the caller's transaction (Piccolo's, or `conn`'s when
+    given); True if this call added it."""
+    now = datetime.now(UTC)
+    if conn is not None:
+        added = await conn.fetchval(
+            """
+            INSERT INTO outbox_messages (id, kind, dedupe_key, principal, payload, created_at, attempts, status,
+                                         next_attempt_at)
+            VALUES ($1, $2, $3, $4, $5::jsonb, $6, 0, 'pending', $6)
+            ON CONFLICT (dedupe_key) DO NOTHING RETURNING true
+            """,
+            uuid.uuid4(),
+            kind,
+            dedupe_key[:255],
+            principal_id,
+            json.dumps(payload, sort_keys=True, default=str),
+            now,
+        )
+        return bool(added)
     rows = (
         await OutboxMessage.insert(
             OutboxMessage(
@@ -188,9 +212,9 @@ async def add_message(
                 dedupe_key=dedupe_key[:255],
                 principal=principal_id,
                 payload=payload,
-                created_at=datetime.now(UTC),
+                created_at=now,
                 status=OutboxStatus.pending.value,
-                next_attempt_at=datetime.now(UTC),
+                next_attempt_at=now,
             )
         )
         .on_conflict(target=OutboxMessage.dedupe_key, action="DO NOTHING")
@@ -510,3 +534,31 @@ async def backlog() -> Backlog:
         )
     counts = {row["status"]: int(row["n"]) for row in rows}
     return Backlog(failed=counts.get("failed", 0), dead=counts.get("dead", 0))
+
+
+class KindRouter:
+    """A notifier that hands each message to the notifier registered for its kind, else to `default`.
+
+    The outbox is the one after-commit mechanism: messages to people go to the default notifier, and
+    commands the platform owes a third party (e.g. `refund.create`, sent to Stripe) to theirs, with the
+    same leases, retries, dead state and replay."""
+
+    def __init__(self, default: Notifier, routes: dict[str, Notifier] | None = None) -> None:
+        self._default = default
+        self._routes = dict(routes or {})
+
+    async def send(self, message: OutboxDelivery) -> None:
+        await self._routes.get(message.kind, self._default).send(message)
+
+
+DELIVER_JOB = "deliver_outbox"  # the worker's job (and cron) that runs `deliver_due`
+KICK_WINDOW_SECONDS = 0.1
+
+
+async def request_delivery(pool: ArqRedis) -> None:
+    """Ask a worker to deliver the outbox now, rather than at its next cron tick (best effort).
+
+    Requests within one `KICK_WINDOW_SECONDS` window share one job (arq refuses a second job with the
+    same id), so a burst of confirmations starts a handful of delivery runs, not one per order."""
+    window = int(time.time() / KICK_WINDOW_SECONDS)
+    await pool.enqueue_job(DELIVER_JOB, _job_id=f"outbox-kick:{window}")

@@ -8,10 +8,10 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from connect.currencies import MAXIMUM_AMOUNT, SUPPORTED_CURRENCIES
+from connect.currencies import MAXIMUM_AMOUNT, SUPPORTED_CURRENCIES, amount_step
 from connect.fees import MAX_BASIS_POINTS
 from connect.profiles import AccountProfile, AccountStatus
-from marketplace.schemas import CountryCode, DisplayName, Email
+from marketplace.schemas import CountryCode, DisplayName, Email, LowercaseCurrencyCode
 
 BusinessType = Literal["individual", "company", "non_profit", "government_entity"]
 AccountProfileName = AccountProfile
@@ -86,12 +86,23 @@ class AdminSellerOut(msgspec.Struct):
 
 
 # Fee policy (connect.fees, docs/fees.md). Amounts in the currency's minor unit; currency keys are
-# lowercase codes of connect.currencies.SUPPORTED_CURRENCIES (checked by the route, which names them).
+# lowercase codes of connect.currencies.SUPPORTED_CURRENCIES (the decoder refuses any other; the route
+# checks the amounts again, and the policy as a whole, and names every problem).
 BasisPoints = Annotated[int, msgspec.Meta(ge=0, le=MAX_BASIS_POINTS, description="1 bp = 0.01 %; 10000 = 100 %")]
 MinorAmount = Annotated[int, msgspec.Meta(ge=0, le=MAXIMUM_AMOUNT, description="minor units of the currency")]
+# What msgspec cannot say of a dict: three-decimal currencies' amounts end in 0 (a multiple of the step).
+_STEPPED_AMOUNTS = {
+    code: {"type": "integer", "minimum": 0, "maximum": MAXIMUM_AMOUNT, "multipleOf": amount_step(code)}
+    for code in sorted(SUPPORTED_CURRENCIES)
+    if amount_step(code) > 1
+}
 PerCurrency = Annotated[
-    dict[Annotated[str, msgspec.Meta(min_length=3, max_length=3)], MinorAmount],
-    msgspec.Meta(max_length=len(SUPPORTED_CURRENCIES), description="lowercase currency code to minor units"),
+    dict[LowercaseCurrencyCode, MinorAmount],
+    msgspec.Meta(
+        max_length=len(SUPPORTED_CURRENCIES),
+        description="lowercase currency code to minor units (three-decimal currencies: a multiple of 10)",
+        extra_json_schema={"properties": _STEPPED_AMOUNTS},
+    ),
 ]
 
 

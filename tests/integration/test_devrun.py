@@ -5,11 +5,13 @@ CLI of a second terminal reaching the running stack; the README's walk against t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -17,7 +19,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -353,6 +355,129 @@ def test_the_readme_walk_as_written(runner: Runner) -> None:
                 break
             time.sleep(0.3)
         assert status == "active", runner.output()[-4000:]
+
+
+# ---- a run that is killed (kill -9) takes its processes with it -------------------------------------------
+
+
+def _gone(process: Any) -> bool:
+    """Exited: no such process, or a zombie (nothing here reaps what a dead run leaves to init)."""
+    import psutil
+
+    try:
+        return bool(process.status() == psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return True
+
+
+def _stack_processes(running: Runner) -> dict[str, Any]:
+    """The run's processes by role: its children (API, worker, watchdog) and the embedded services,
+    which daemonize (Redis by the pid it reports, PostgreSQL by its `postmaster.pid`)."""
+    import psutil
+
+    found: dict[str, Any] = {}
+    for child in psutil.Process(running.process.pid).children():
+        command = child.cmdline()
+        role = "watchdog" if "--watchdog" in command else "api" if "serve" in command else command[-1]
+        found[role] = child
+    client = redis.Redis(unix_socket_path=str(running.data / "redis.sock"))
+    try:
+        server = cast(dict[str, Any], client.info("server"))
+        found["redis"] = psutil.Process(int(server["process_id"]))
+    finally:
+        client.close()
+    found["postgres"] = psutil.Process(int((running.data / "postgres" / "postmaster.pid").read_text().split()[0]))
+    assert set(found) == {"api", "worker", "watchdog", "redis", "postgres"}, found
+    return found
+
+
+def _wait_all_gone(processes: dict[str, Any], timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(_gone(p) for p in processes.values()):
+        time.sleep(0.1)
+    return {role: p for role, p in processes.items() if not _gone(p)}
+
+
+def _killed_run(prefix: str) -> Iterator[Runner]:
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    running = Runner(root)
+    try:
+        running.wait_up()
+        yield running
+    finally:
+        running.stop()
+        _stop_embedded_services(running.data)  # what a failed test may have left running
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _stop_embedded_services(data: Path) -> None:
+    with contextlib.suppress(redis.RedisError, OSError):
+        redis.Redis(unix_socket_path=str(data / "redis.sock"), socket_timeout=2).shutdown(nosave=True)
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        os.kill(int((data / "postgres" / "postmaster.pid").read_text().split()[0]), signal.SIGINT)  # fast stop
+
+
+@pytest.fixture
+def killable() -> Iterator[Runner]:
+    """A run of the test's own (it is killed), in a data folder of its own."""
+    yield from _killed_run("marketplace-kill-")
+
+
+@pytest.mark.timeout(180)
+def test_a_run_killed_with_sigkill_takes_every_process_with_it(killable: Runner) -> None:
+    processes = _stack_processes(killable)
+    sandbox_port = killable.sandbox_port
+    started = time.monotonic()
+    os.kill(killable.process.pid, signal.SIGKILL)
+    killable.process.wait()  # reaped, as the shell or make would
+    left = _wait_all_gone(processes, timeout=15)
+    assert not left, (left, killable.output()[-4000:])
+    took = time.monotonic() - started
+    assert took < 15, took
+    out = killable.output()
+    said = f"the run (pid {killable.process.pid}) was killed; stopped what it started: PostgreSQL, Redis, 2 processes"
+    assert said in out, out
+    assert not (killable.data / "stack.json").exists()  # the CLI does not look for a stack that is gone
+    assert not (killable.data / "redis.sock").exists()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", sandbox_port), timeout=2).close()  # its thread died with it
+    # The lock is free (the watchdog let go of it), and says nobody holds it.
+    import fcntl
+
+    with (killable.data / "run.lock").open("r+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert lock.read() == ""
+
+
+@pytest.mark.timeout(240)
+def test_after_a_run_and_its_watchdog_are_killed_the_next_run_cleans_up(killable: Runner) -> None:
+    """Everything killed at once (`kill -9` of the run and its watchdog): the kernel stops the API and the
+    worker; the next run in the folder stops the Redis left behind, reuses the PostgreSQL and drops the
+    stale stack file, then serves; stopping it stops that PostgreSQL too."""
+    processes = _stack_processes(killable)
+    os.kill(processes["watchdog"].pid, signal.SIGKILL)
+    os.kill(killable.process.pid, signal.SIGKILL)
+    killable.process.wait()
+    children = {role: processes[role] for role in ("api", "worker", "watchdog")}
+    assert not _wait_all_gone(children, timeout=15), killable.output()[-4000:]
+    assert not _gone(processes["redis"])  # daemons: out of the kernel's reach
+    assert not _gone(processes["postgres"])
+    assert (killable.data / "stack.json").exists()
+
+    again = Runner(killable.root)  # the same data folder, new ports
+    try:
+        again.wait_up()
+        out = again.output()
+        assert "stack.json, left by a run that was killed" in out, out
+        assert "stopped the embedded Redis an earlier, killed run left" in out, out
+        assert _gone(processes["redis"])
+        assert not _gone(processes["postgres"])  # reused: a running PostgreSQL of this folder
+        assert again.stack()["pid"] == again.process.pid
+        assert httpx.get(f"{again.api_url}/health/ready", timeout=5).status_code == 200
+    finally:
+        assert again.stop() == 0, again.output()[-4000:]
+    assert not _wait_all_gone({"postgres": processes["postgres"]}, timeout=15)  # its last user stopped it
 
 
 def test_the_stack_file_is_gone_when_the_run_stops(runner: Runner) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from litestar.routes import HTTPRoute
 
+from connect.currencies import SUPPORTED_CURRENCIES, amount_step, charge_amount_problem, minimum_charge
 from marketplace.app import create_app
+from marketplace.schemas import EVENT_CURSOR, MULTI_LINE, NOT_BLANK_LINE, ROW_CURSOR, CursorFormat
 from marketplace.settings import Settings
 from tests.support.factories import BuyerSignupFactory, SellerSignupFactory, payload
 
@@ -66,7 +69,8 @@ def test_every_guarded_operation_declares_the_bearer_scheme_and_no_other_does(
     guarded = guarded_operations(settings)
     assert len(guarded) >= 10  # sellers, buyers, admin sellers, admin events: all of them, not one
     assert guarded <= set(documented)
-    optional = {("/checkout", "post"), ("/orders/{order_id}", "get")}  # a guest, or a bearer token
+    # A guest, or a bearer token:
+    optional = {("/checkout", "post"), ("/orders/{order_id}", "get"), ("/orders/{order_id}/verify", "post")}
     for key, operation in documented.items():
         if key in guarded:
             assert operation.get("security") == [{"BearerToken": []}], key
@@ -109,7 +113,17 @@ def test_every_operation_has_one_declared_tag_a_summary_and_a_description(schema
     """Swagger UI lists an operation once per tag: one tag each, declared (with a description) at the top."""
     declared = {tag["name"]: tag.get("description") for tag in schema["tags"]}
     assert all(declared.values()), declared
-    assert set(declared) == {"sellers", "listings", "buyers", "checkout", "orders", "webhooks", "admin", "health"}
+    assert set(declared) == {
+        "sellers",
+        "listings",
+        "buyers",
+        "checkout",
+        "orders",
+        "notifications",
+        "webhooks",
+        "admin",
+        "health",
+    }
     used: set[str] = set()
     for (path, method), operation in operations(schema).items():
         assert len(operation.get("tags", [])) == 1, (path, method, operation.get("tags"))
@@ -167,3 +181,91 @@ def test_onboarding_redirects_are_documented_with_the_status_they_answer(schema:
         assert "303" in responses
         assert "location" in {name.lower() for name in responses["303"]["headers"]}
         assert not [status for status in responses if status.startswith("2")]
+
+
+# ---- the document states what the decoder checks (docs/problems.md, "Hostile input") -------------------
+
+PAGED = {
+    ("/admin/events", EVENT_CURSOR),
+    ("/admin/outbox", ROW_CURSOR),
+    ("/sellers/me/listings", ROW_CURSOR),
+    ("/sellers/me/orders", ROW_CURSOR),
+    ("/buyers/me/orders", ROW_CURSOR),
+    ("/listings", ROW_CURSOR),
+}
+
+
+def _parameter(schema: dict[str, Any], path: str, name: str) -> dict[str, Any]:
+    parameters = schema["paths"][path]["get"]["parameters"]
+    found: dict[str, Any] = next(p["schema"] for p in parameters if p["name"] == name)
+    return found
+
+
+@pytest.mark.parametrize(("path", "cursor"), sorted(PAGED, key=lambda p: p[0]), ids=[p for p, _ in sorted(PAGED)])
+async def test_a_page_cursor_has_the_codecs_format_and_every_string_of_it_decodes(
+    client: Client, schema: dict[str, Any], path: str, cursor: CursorFormat[Any]
+) -> None:
+    declared = _parameter(schema, path, "cursor")
+    assert (declared["pattern"], declared["minLength"], declared["maxLength"]) == (
+        cursor.pattern,
+        cursor.min_length,
+        cursor.max_length,
+    )
+    # The shortest and longest strings of the pattern, and a handed-out one, are cursors: a page, not a 400.
+    key = "a" * cursor.key_length[1] if cursor is EVENT_CURSOR else "f" * 32
+    shortest = "0." + ("e" if cursor is EVENT_CURSOR else "0" * 32)
+    for sent in (shortest, "9" * 16 + "." + key, cursor.encode(datetime.now(UTC), cursor.parse_key(key))):
+        assert len(sent) <= cursor.max_length
+        assert cursor.decode(sent) is not None, sent
+    for refused in ("0", "0.", "A" * 40, shortest + "\n", "-1." + key):
+        assert cursor.decode(refused) is None, refused
+    if path == "/listings":  # public: the route itself answers a page for any of them
+        for sent in (shortest, "9" * 16 + "." + key):
+            response = await client.get(path, params={"cursor": sent})
+            assert response.status_code == 200, response.text
+
+
+def test_currencies_are_an_enum_of_the_supported_ones(schema: dict[str, Any]) -> None:
+    supported = sorted(SUPPORTED_CURRENCIES)
+    components = schema["components"]["schemas"]
+    for name in ("ListingCreate", "ListingUpdate"):
+        assert sorted(components[name]["properties"]["currency"]["enum"]) == sorted(
+            supported + [c.upper() for c in supported]
+        )
+    browse = _parameter(schema, "/listings", "currency")
+    assert set(browse["enum"]) - {None} == {*supported, *(c.upper() for c in supported)}
+    for field in ("fixed", "minimum", "maximum"):
+        amounts = components["FeeOverrideIn"]["properties"][field]["anyOf"][0]
+        assert amounts["propertyNames"] == {"enum": supported}  # fee policies: Stripe's lowercase only
+        assert amounts["additionalProperties"]["minimum"] == 0
+        assert amounts["properties"]["kwd"]["multipleOf"] == 10
+
+
+def test_bounds_of_zero_and_text_rules_are_stated(schema: dict[str, Any]) -> None:
+    """Litestar drops a bound of 0 on an optional field (openapi_rules.bodies_as_decoded puts it back)."""
+    components = schema["components"]["schemas"]
+    assert components["ListingUpdate"]["properties"]["stock"]["anyOf"][0]["minimum"] == 0
+    assert components["FeeOverrideIn"]["properties"]["basis_points"]["anyOf"][0]["minimum"] == 0
+    assert components["ListingCreate"]["properties"]["title"]["pattern"] == NOT_BLANK_LINE
+    assert components["ListingCreate"]["properties"]["description"]["pattern"] == MULTI_LINE
+
+
+def test_a_listings_amount_suits_its_currency_in_the_schema(schema: dict[str, Any]) -> None:
+    """One rule per (minimum charge, step): the lowest amount the schema allows in each currency is the
+    one `connect.currencies` takes, and one less (or off the step) is refused by both."""
+    rules = schema["components"]["schemas"]["ListingCreate"]["anyOf"]
+    for code in SUPPORTED_CURRENCIES:
+        (rule,) = [r for r in rules if code in r["properties"]["currency"]["enum"]]
+        amount = rule["properties"]["unit_amount"]
+        assert amount["minimum"] == minimum_charge(code)
+        assert amount.get("multipleOf", 1) == amount_step(code)
+        assert charge_amount_problem(minimum_charge(code), code) is None
+        assert charge_amount_problem(minimum_charge(code) - amount_step(code), code) is not None
+
+
+def test_the_checkout_body_says_who_must_give_an_email(schema: dict[str, Any]) -> None:
+    checkout = schema["components"]["schemas"]["CheckoutIn"]
+    assert "guest" in checkout["description"]
+    assert "Required for a guest" in checkout["properties"]["email"]["description"]
+    responses = schema["paths"]["/checkout"]["post"]["responses"]
+    assert {"400", "401", "403", "409", "422"} <= set(responses)

@@ -50,9 +50,28 @@ def test_live_key_accepted_in_production_and_sets_livemode() -> None:
             "APP_ENV": "production",
             "STRIPE_SECRET_KEY": "sk_live_abc",
             "PUBLIC_BASE_URL": "https://m.example",
+            **FRONTEND,
         }
     )
     assert settings.livemode is True
+
+
+def test_production_without_the_pages_needs_the_frontends_urls() -> None:
+    env = {**GOOD, "APP_ENV": "production", "PUBLIC_BASE_URL": "https://m.example"}
+    with pytest.raises(SettingsError) as info:
+        load_settings(env)
+    for name in ("CHECKOUT_SUCCESS_URL", "CHECKOUT_CANCEL_URL", "SELLER_RETURN_URL"):
+        assert f"{name}=https://m.example/shop/" in str(info.value)
+    assert load_settings({**env, "SHOP_ENABLED": "true"}).shop_enabled is True
+    assert load_settings({**env, **FRONTEND}).checkout_success_url == FRONTEND["CHECKOUT_SUCCESS_URL"]
+
+
+# A production frontend's pages (the /shop pages are off in production).
+FRONTEND = {
+    "CHECKOUT_SUCCESS_URL": "https://m.example/thanks",
+    "CHECKOUT_CANCEL_URL": "https://m.example/cart",
+    "SELLER_RETURN_URL": "https://m.example/sell",
+}
 
 
 def test_sandbox_refused_in_production() -> None:

@@ -10,6 +10,7 @@ import importlib
 
 HANDLER_MODULES: list[str] = [
     "webhooks.handlers.accounts",
+    "webhooks.handlers.checkout",
 ]
 
 
