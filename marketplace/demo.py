@@ -144,7 +144,11 @@ class Result:
 
 
 def money(amount: int | None) -> str:
-    return "-" if amount is None else f"{amount / 100:.2f}"
+    """Cents as dollars (every listing of the demo is in USD), with integer arithmetic only."""
+    if amount is None:
+        return "-"
+    sign = "-" if amount < 0 else ""
+    return f"{sign}{abs(amount) // 100}.{abs(amount) % 100:02d}"
 
 
 def _problem(response: httpx.Response) -> str:
