@@ -96,8 +96,10 @@ def build_worker(settings: Settings | None = None, *, redis_pool: ArqRedis | Non
         "redis_pool": redis_pool,
         "max_jobs": settings.worker_max_jobs,
         # arq polls the queue every poll_delay seconds and starts at most 100 jobs per poll; its 0.5 s
-        # default caps a worker at ~200 jobs/s (docs/performance.md). 50 ms costs ~20 cheap reads/s.
-        "poll_delay": 0.05,
+        # default caps a worker at ~200 jobs/s and adds half a poll to every event's wait. 10 ms: ~100
+        # cheap reads a second per idle worker (≈5 % of a core), for received → paid in tens of ms
+        # (docs/performance.md, "Confirmation").
+        "poll_delay": 0.01,
         "job_timeout": max(DEFAULT_JOB_TIMEOUT_SECONDS, webhook_jobs.job_timeout_seconds(settings)),
         "keep_result": 0,
         "handle_signals": redis_pool is None,

@@ -49,9 +49,9 @@ from connect.checkout import SessionFacts
 from marketplace.db import connection
 from marketplace.observability import METRICS
 from marketplace.orders import states
-from marketplace.orders.service import OrderLineRow, OrderRow, lines_of, order_by_id
+from marketplace.orders.service import OrderLineRow, OrderRow, order_by_id
 from marketplace.orders.states import OrderStatus
-from marketplace.outbox.service import add_message
+from marketplace.outbox.service import add_messages
 from marketplace.problems import NotFound, Problem
 from marketplace.refunds.service import queue_refund
 from marketplace.refunds.tables import RefundReason
@@ -158,12 +158,19 @@ class _Lost(Exception):
 
 
 async def confirm_order(
-    order_id: uuid.UUID, session: SessionFacts, source: str, *, kick: Kick | None = None
+    order_id: uuid.UUID,
+    session: SessionFacts,
+    source: str,
+    *,
+    kick: Kick | None = None,
+    order: OrderRow | None = None,
 ) -> Confirmation:
     """Move the order to paid if `session` (as read from Stripe) shows it paid; see the module doc.
 
-    `source` names the caller (`webhook:evt_…`, `verify`, `reconciler`); it is stored with the win."""
-    order = await _order(order_id)
+    `source` names the caller (`webhook:evt_…`, `verify`, `reconciler`); it is stored with the win.
+    `order`: the row as the caller just read it (saves a read; the compare-and-set decides anyway)."""
+    if order is None or order.id != order_id:
+        order = await _order(order_id)
     found = ownership_mismatches(order, session) + amount_mismatches(order, session)
     if found:
         raise _refuse(order, session, source, found)
@@ -173,7 +180,7 @@ async def confirm_order(
     if order.status not in states.ENTERED_FROM[OrderStatus.paid]:
         METRICS.inc(CONFIRMATIONS, outcome="already", source=_kind(source))
         return Confirmation(order, won=False)
-    lines = (await lines_of([order.id]))[order.id]
+    lines, seller_principal = await _lines_and_seller(order)
     record: dict[str, Any] = {
         "amount_paid": session.amount_total,
         "amount_discount": session.amount_discount,
@@ -197,12 +204,12 @@ async def confirm_order(
                 )
                 if not taken:
                     raise _Short(line)
-            await _announce_sale(conn, paid, lines)
+            await _announce_sale(conn, paid, lines, seller_principal)
     except _Lost:
         METRICS.inc(CONFIRMATIONS, outcome="already", source=_kind(source))
         return Confirmation(await _order(order.id), won=False)
     except _Short as short:
-        return await _oversold(order, lines, short.line, record, source, kick)
+        return await _oversold(order, lines, seller_principal, short.line, record, source, kick)
     METRICS.inc(CONFIRMATIONS, outcome="paid", source=_kind(source))
     log.info("order %s paid (%d %s, by %s)", paid.id, session.amount_total, paid.currency, source)
     await _kick(kick)
@@ -212,6 +219,7 @@ async def confirm_order(
 async def _oversold(
     order: OrderRow,
     lines: list[OrderLineRow],
+    seller_principal: uuid.UUID | None,
     short: OrderLineRow,
     record: dict[str, Any],
     source: str,
@@ -237,13 +245,12 @@ async def _oversold(
                     payment_intent_id=str(record["payment_intent_id"]),
                 )
             payload = _payload(moved, lines) | {"amount": amount, "refund_id": str(refund_id) if refund_id else None}
-            await add_message("order.oversold", f"order:{moved.id}:oversold", payload, moved.buyer, conn=conn)
-            await add_message(
-                "order.oversold_seller",
-                f"order:{moved.id}:oversold_seller",
-                payload,
-                await _seller_principal(conn, moved),
-                conn=conn,
+            await add_messages(
+                conn,
+                [
+                    ("order.oversold", f"order:{moved.id}:oversold", payload, moved.buyer),
+                    ("order.oversold_seller", f"order:{moved.id}:oversold_seller", payload, seller_principal),
+                ],
             )
     if moved is None:
         METRICS.inc(CONFIRMATIONS, outcome="already", source=_kind(source))
@@ -272,20 +279,45 @@ def _payload(order: OrderRow, lines: list[OrderLineRow]) -> dict[str, Any]:
     }
 
 
-async def _seller_principal(conn: asyncpg.Connection, order: OrderRow) -> uuid.UUID | None:
-    principal: uuid.UUID | None = await conn.fetchval("SELECT principal FROM sellers WHERE id = $1", order.seller)
-    return principal
+async def _lines_and_seller(order: OrderRow) -> tuple[list[OrderLineRow], uuid.UUID | None]:
+    """The order's lines (its snapshot) and its seller's principal, in one round trip, before the
+    transaction (neither changes once the order is written)."""
+    async with connection() as conn:
+        rows = await conn.fetch(
+            """
+            SELECT l.listing, l.title, l.unit_amount, l.quantity, l.amount, s.principal AS seller_principal
+              FROM sellers s LEFT JOIN order_lines l ON l."order" = $1
+             WHERE s.id = $2
+             ORDER BY l.position
+            """,
+            order.id,
+            order.seller,
+        )
+    lines = [
+        OrderLineRow(r["listing"], r["title"], int(r["unit_amount"]), int(r["quantity"]), int(r["amount"]))
+        for r in rows
+        if r["listing"] is not None
+    ]
+    return lines, rows[0]["seller_principal"] if rows else None
 
 
-async def _announce_sale(conn: asyncpg.Connection, order: OrderRow, lines: list[OrderLineRow]) -> None:
-    """The paid order's outbox rows, unique per order and kind (in the confirmation's transaction)."""
+async def _announce_sale(
+    conn: asyncpg.Connection, order: OrderRow, lines: list[OrderLineRow], seller_principal: uuid.UUID | None
+) -> None:
+    """The paid order's outbox rows, unique per order and kind (one statement, in the confirmation's
+    transaction)."""
     payload = _payload(order, lines)
     paid = int(payload["amount"])
     # The seller's share: what was paid less the platform's fee (never below zero after a discount).
     payload["net"] = max(paid - order.application_fee, 0) if paid else 0
-    await add_message("order.receipt", f"order:{order.id}:receipt", payload, order.buyer, conn=conn)
-    await add_message("order.sale", f"order:{order.id}:sale", payload, await _seller_principal(conn, order), conn=conn)
-    await add_message("order.fulfil", f"order:{order.id}:fulfil", payload, None, conn=conn)
+    await add_messages(
+        conn,
+        [
+            ("order.receipt", f"order:{order.id}:receipt", payload, order.buyer),
+            ("order.sale", f"order:{order.id}:sale", payload, seller_principal),
+            ("order.fulfil", f"order:{order.id}:fulfil", payload, None),
+        ],
+    )
 
 
 async def _kick(kick: Kick | None) -> None:
@@ -298,15 +330,23 @@ async def _kick(kick: Kick | None) -> None:
 
 
 async def follow_session(
-    order_id: uuid.UUID, session: SessionFacts, source: str, *, kick: Kick | None = None
+    order_id: uuid.UUID,
+    session: SessionFacts,
+    source: str,
+    *,
+    kick: Kick | None = None,
+    order: OrderRow | None = None,
 ) -> OrderRow:
-    """Apply what the re-read session says to the order (see the module doc); the order as it is after."""
-    order = await _order(order_id)
+    """Apply what the re-read session says to the order (see the module doc); the order as it is after.
+
+    `order`: the row as the caller just read it (saves a read; every move is a compare-and-set)."""
+    if order is None or order.id != order_id:
+        order = await _order(order_id)
     found = ownership_mismatches(order, session)
     if found:
         raise _refuse(order, session, source, found)
     if is_paid(session):
-        return (await confirm_order(order_id, session, source, kick=kick)).order
+        return (await confirm_order(order_id, session, source, kick=kick, order=order)).order
     moved: asyncpg.Record | None = None
     if session.status == "expired":
         moved = await states.move(order.id, OrderStatus.expired, reason="The Checkout Session expired unpaid.")

@@ -77,4 +77,4 @@ async def verify(client: stripe.StripeClient, arq: ArqRedis, order: OrderRow, se
     async def kick() -> None:
         await request_delivery(arq)
 
-    return await follow_session(order.id, session, "verify", kick=kick)
+    return await follow_session(order.id, session, "verify", kick=kick, order=order)

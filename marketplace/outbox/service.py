@@ -223,6 +223,33 @@ async def add_message(
     return bool(rows)
 
 
+async def add_messages(
+    conn: asyncpg.Connection, messages: list[tuple[str, str, dict[str, Any], uuid.UUID | None]]
+) -> int:
+    """`add_message` for several (kind, dedupe_key, payload, principal) in one statement, in `conn`'s
+    transaction; how many were added (a key already present adds nothing)."""
+    if not messages:
+        return 0
+    added: int = await conn.fetchval(
+        """
+        WITH added AS (
+            INSERT INTO outbox_messages (id, kind, dedupe_key, principal, payload, created_at, attempts, status,
+                                         next_attempt_at)
+            SELECT gen_random_uuid(), m.kind, m.dedupe_key, m.principal, m.payload::jsonb, now(), 0, 'pending', now()
+              FROM unnest($1::varchar[], $2::varchar[], $3::uuid[], $4::text[])
+                   AS m(kind, dedupe_key, principal, payload)
+            ON CONFLICT (dedupe_key) DO NOTHING RETURNING 1
+        )
+        SELECT count(*) FROM added
+        """,
+        [kind for kind, _, _, _ in messages],
+        [key[:255] for _, key, _, _ in messages],
+        [principal for _, _, _, principal in messages],
+        [json.dumps(payload, sort_keys=True, default=str) for _, _, payload, _ in messages],
+    )
+    return added
+
+
 def backoff(attempts: int, base: float = BACKOFF_BASE_SECONDS, cap: float = BACKOFF_CAP_SECONDS) -> timedelta:
     """Delay before the next attempt after `attempts` failed ones: base·2^(n-1), capped, ±20 % jitter."""
     delay = min(cap, base * 2 ** min(max(0, attempts - 1), 32))  # 2^32 periods is past any cap; no overflow

@@ -74,7 +74,7 @@ async def checkout_session_changed(ctx: HandlerContext, event: StoredEvent) -> N
             await request_delivery(arq)
 
     try:
-        after = await follow_session(order.id, session, f"webhook:{event.id}", kick=kick)
+        after = await follow_session(order.id, session, f"webhook:{event.id}", kick=kick, order=order)
     except SessionMismatch as exc:
         raise NotOurs(f"session {session_id} does not match order {order.id}: {exc.detail}") from exc
     log.debug("%s %s: order %s is %s", event.type, event.id, order.id, after.status.value)
