@@ -310,7 +310,9 @@ async def test_the_admin_list_pages_newest_first(
 
 async def test_two_concurrent_runs_never_send_a_message_twice(db: asyncpg.Connection) -> None:
     keys = {await new_message() for _ in range(40)}
-    first, second = Recording(delay=0.01), Recording(delay=0.01)
+    # Each send takes 50 ms, so a run lasts long enough (14 batches) for the other to claim beside it even
+    # on a loaded machine (with 10 ms, one run could drain all 40 before the other's first claim).
+    first, second = Recording(delay=0.05), Recording(delay=0.05)
     reports = await asyncio.gather(deliver_due(first, batch_size=3), deliver_due(second, batch_size=3))
     sent = Counter(m.dedupe_key for m in [*first.sent, *second.sent])
     assert set(sent) == keys
