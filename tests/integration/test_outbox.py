@@ -37,14 +37,22 @@ pytestmark = pytest.mark.integration
 class Recording:
     """Accepts every message and remembers it."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(
+        self, delay: float = 0.0, hold: asyncio.Event | None = None, signal: asyncio.Event | None = None
+    ) -> None:
         self.sent: list[OutboxDelivery] = []
         self.delay = delay
+        self.hold = hold  # each send waits for it (at most 5 s)
+        self.signal = signal  # set once this one has sent a message
 
     async def send(self, message: OutboxDelivery) -> None:
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.hold is not None:
+            await asyncio.wait_for(self.hold.wait(), timeout=5)
         self.sent.append(message)
+        if self.signal is not None:
+            self.signal.set()
 
 
 class Failing:
@@ -310,9 +318,10 @@ async def test_the_admin_list_pages_newest_first(
 
 async def test_two_concurrent_runs_never_send_a_message_twice(db: asyncpg.Connection) -> None:
     keys = {await new_message() for _ in range(40)}
-    # Each send takes 50 ms, so a run lasts long enough (14 batches) for the other to claim beside it even
-    # on a loaded machine (with 10 ms, one run could drain all 40 before the other's first claim).
-    first, second = Recording(delay=0.05), Recording(delay=0.05)
+    # The first run's sends wait until the second has sent one: both runs really claim beside each other,
+    # however the event loop schedules them (a run that never claims fails the first's sends by timeout).
+    second_sent = asyncio.Event()
+    first, second = Recording(delay=0.01, hold=second_sent), Recording(delay=0.01, signal=second_sent)
     reports = await asyncio.gather(deliver_due(first, batch_size=3), deliver_due(second, batch_size=3))
     sent = Counter(m.dedupe_key for m in [*first.sent, *second.sent])
     assert set(sent) == keys
