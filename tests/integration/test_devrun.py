@@ -313,9 +313,9 @@ def test_bad_cli_input_is_one_line_and_writes_nothing(runner: Runner) -> None:
 
 @pytest.mark.timeout(180)
 def test_the_readme_walk_as_written(runner: Runner) -> None:
-    """README.md's "Try it": sign up, connected account, onboarding link, the hosted form, active."""
+    """README.md's walk over the JSON API: sign up, connected account, onboarding link, the hosted form, active."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    walk = readme[readme.index("Try it once `make run` is up") :]
+    walk = readme[readme.index("The same start over the JSON API") :]
     for path in ("POST localhost:8000/sellers ", "/sellers/me/stripe-account", "/sellers/me/onboarding-link"):
         assert path in walk, path
     match = re.search(r"-d '(\{[^']+\})'", walk)
