@@ -149,6 +149,8 @@ def check_types(handler: Any, body: bytes) -> None:
             return
         except msgspec.ValidationError:
             pass
+        except msgspec.DecodeError:
+            return  # not JSON after all (`6Z`: a number, then garbage): Litestar's own decode answers it
         message, _, path = str(exc).partition(" - at `")
         error = {"message": message, "source": "body"}
         key = ".".join(re.findall(r"[A-Za-z_][A-Za-z0-9_]*|\d+", path.rstrip("`").removeprefix("$")))

@@ -109,6 +109,10 @@ async def test_a_body_of_the_wrong_types_is_refused_not_converted(
         problem = assert_problem(await client.post("/admin/events/replay", json=body, headers=admin), 400)
         assert problem["errors"][0]["key"] == key, problem
     assert_problem(await client.post("/sellers", json=_signup(display_name=12345)), 400, "validation-error")
+    # Not JSON at all, though its start is a value of the wrong type (`6`, then garbage): a 400 too.
+    for text in ("6Z", "[1] x", '"a" b'):
+        response = await client.post("/sellers", content=text, headers={"Content-Type": "application/json"})
+        assert_problem(response, 400)
     integral = await client.post("/admin/events/replay", json={"status": "dead", "limit": 5.0}, headers=admin)
     assert integral.status_code == 202, integral.text
 
