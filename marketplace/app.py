@@ -26,7 +26,12 @@ from marketplace import routes
 from marketplace.auth.guards import current_principal
 from marketplace.bodies import JsonBodyGuard
 from marketplace.db import DB, start_database, stop_database
-from marketplace.observability import RequestIdMiddleware, configure_logging
+from marketplace.observability import (
+    RequestIdMiddleware,
+    configure_logging,
+    share_counts_through,
+    stop_sharing_counts,
+)
 from marketplace.openapi_rules import bodies_as_decoded, forbid_unknown_fields
 from marketplace.options import repair_options_allow
 from marketplace.problem_docs import document_problems
@@ -128,6 +133,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await start_database(settings.database_url.reveal())
         await open_ingest_pool(settings.database_url.reveal())
         app.state.arq = arq_pool(settings.redis_url.reveal())
+        share_counts_through(app.state.arq)  # confirmations and refunds counted for the whole deployment
         app.state.stripe = build_stripe_client(
             settings.stripe_secret_key.reveal(),
             api_base=settings.stripe_api_base,
@@ -142,6 +148,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             for close in (
                 lambda: close_stripe_client(app.state.stripe),
+                lambda: stop_sharing_counts(app.state.arq),
                 app.state.arq.aclose,
                 close_ingest_pool,
                 stop_database,

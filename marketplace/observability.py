@@ -5,13 +5,14 @@ Any configured secret (Stripe key, webhook secrets, DB/Redis passwords) and anyt
 token or key is masked in every log line by `RedactingFilter`, whatever logger produced it; `redact`
 applies the same masking to text kept elsewhere (an event's `last_error`).
 
-Metrics are per process, except counters added with `Metrics.add_shared`: those live in one Redis
-hash, so a process that serves no HTTP (the arq worker) can count and every API process's `/metrics`
-shows the totals.
+Metrics are per process, except shared counters (`count_shared`, `SharedCounts`, `Metrics.add_shared`):
+those live in one Redis hash, so a process that serves no HTTP (the arq worker) can count and every API
+process's `/metrics` shows the deployment's totals.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import itertools
@@ -22,6 +23,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -456,6 +458,106 @@ class Metrics:
                 for series, value in sorted(samples):
                     lines.append(f"{series} {_number(value)}")
         return "\n".join(lines) + "\n"
+
+
+FLUSH_DELAY_SECONDS = 0.5  # gathered shared counts are added to Redis at most this long after the first
+FLUSH_AT = 500  # … or at once when this many have gathered
+
+_Series = tuple[str, tuple[tuple[str, str], ...]]
+
+
+class SharedCounts:
+    """One process's not-yet-shared counts for one Redis, added there in batches.
+
+    A round trip per count cost about an eighth of the webhook worker's throughput (docs/performance.md),
+    so counts gather in memory and go in one round trip at most `FLUSH_DELAY_SECONDS` after the first (at
+    once after `FLUSH_AT`, and at shutdown). What Redis refuses is kept for the next flush (logged).
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.pending: dict[_Series, float] = {}
+        self.added = 0
+        self.task: asyncio.Task[None] | None = None
+        self.wake = asyncio.Event()  # cuts the current wait short: FLUSH_AT counts, or shutdown
+
+    def add(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        key = (name, tuple(sorted(labels.items())))
+        self.pending[key] = self.pending.get(key, 0.0) + amount
+        self.added += 1
+        if self.task is None or self.task.done():
+            self.wake.clear()
+            self.task = asyncio.create_task(self._flush_soon(), name="shared-metrics-flush")
+        if self.added >= FLUSH_AT:
+            self.wake.set()
+
+    async def _flush_soon(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), FLUSH_DELAY_SECONDS)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Add everything gathered so far; what Redis refuses stays for the next flush (logged, not raised)."""
+        batch, self.pending, self.added = self.pending, {}, 0
+        if not batch or await METRICS.add_shared(
+            self.redis, *((name, amount, dict(labels)) for (name, labels), amount in batch.items())
+        ):
+            return
+        for key, amount in batch.items():
+            self.pending[key] = self.pending.get(key, 0.0) + amount
+
+    async def close(self) -> None:
+        """Share what has gathered now: a flush under way finishes (cancelling it would drop its batch)."""
+        if self.task is not None and not self.task.done():
+            self.wake.set()
+            await self.task
+        await self.flush()
+
+
+_SHARED: weakref.WeakKeyDictionary[Redis, SharedCounts] = weakref.WeakKeyDictionary()
+_SINKS: list[SharedCounts] = []  # the processes' Redis to count shared through (the newest bound wins)
+
+
+def shared_counts(redis: Redis) -> SharedCounts:
+    """This process's batch of shared counts for `redis`."""
+    counts = _SHARED.get(redis)
+    if counts is None:
+        counts = _SHARED[redis] = SharedCounts(redis)
+    return counts
+
+
+def share_counts_through(redis: Redis) -> None:
+    """From now on `count_shared` adds through `redis` (a worker's start-up, an API's lifespan)."""
+    _SINKS.append(shared_counts(redis))
+
+
+async def stop_sharing_counts(redis: Redis) -> None:
+    """Share what `redis`'s batch holds and stop counting through it (before closing `redis`)."""
+    counts = _SHARED.get(redis)
+    if counts is None:
+        return
+    with contextlib.suppress(ValueError):
+        _SINKS.remove(counts)
+    await counts.close()
+
+
+async def flush_shared_counts() -> None:
+    """Share every gathered count of this process now (a worker's shutdown)."""
+    for counts in list(_SHARED.values()):
+        await counts.close()
+
+
+def count_shared(name: str, amount: float = 1.0, **labels: str) -> None:
+    """Count once for the whole deployment: through the bound Redis, shown on every API's `/metrics`.
+
+    What a confirmation or a refund counts happens in API processes (the success page's verify) and in
+    workers (webhooks, the outbox) alike; one shared series sums both. A process with no Redis bound (the
+    CLI, a unit test) counts in its own registry.
+    """
+    if _SINKS:
+        _SINKS[-1].add(name, amount, **labels)
+    else:
+        METRICS.inc(name, amount, **labels)
 
 
 METRICS = Metrics()

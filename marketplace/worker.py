@@ -14,7 +14,7 @@ from arq.worker import Worker
 from connect.client import build_stripe_client, close_stripe_client
 from marketplace.db import start_database, stop_database
 from marketplace.notifications.service import NotificationWriter
-from marketplace.observability import configure_logging
+from marketplace.observability import configure_logging, share_counts_through, stop_sharing_counts
 from marketplace.outbox.service import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_SEND_TIMEOUT_SECONDS,
@@ -58,6 +58,8 @@ def build_worker(settings: Settings | None = None, *, redis_pool: ArqRedis | Non
         # for a connection another job holds. No job holds one across a Stripe call (connect.calls).
         await start_database(settings.database_url.reveal(), max_size=settings.worker_db_pool_size)
         ctx["settings"] = settings
+        # What confirmations and refunds count here shows on every API's /metrics (count_shared).
+        share_counts_through(ctx["redis"])
         ctx["stripe"] = build_stripe_client(
             settings.stripe_secret_key.reveal(),
             api_base=settings.stripe_api_base,
@@ -81,6 +83,7 @@ def build_worker(settings: Settings | None = None, *, redis_pool: ArqRedis | Non
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await stop_sharing_counts(ctx["redis"])
         await webhook_jobs.flush_counts()  # arq closes its Redis pool right after this
         if "stripe" in ctx:
             await close_stripe_client(ctx["stripe"])

@@ -50,12 +50,22 @@ class Store:
     balances: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     deliveries: dict[str, Obj] = field(default_factory=dict)
     delivery_seq: int = 0
+    # kind -> ids in the order they were added (oldest first): listing a kind never walks every record
+    # (each event looks up the webhook endpoints; a scan made the k-th checkout cost O(k)).
+    by_kind: dict[str, dict[str, None]] = field(default_factory=dict, repr=False)
 
     # ---- records -------------------------------------------------------------------------------
     def add(self, kind: str, owner: str, obj: Obj, extra: Obj | None = None) -> Obj:
         self.seq += 1
+        self._unindex(obj["id"])
         self.records[obj["id"]] = {"kind": kind, "owner": owner, "seq": self.seq, "obj": obj, "x": extra or {}}
+        self.by_kind.setdefault(kind, {})[obj["id"]] = None
         return obj
+
+    def _unindex(self, object_id: str) -> None:
+        rec = self.records.get(object_id)
+        if rec is not None:
+            self.by_kind.get(rec["kind"], {}).pop(object_id, None)
 
     def record(self, object_id: str) -> Obj | None:
         return self.records.get(object_id)
@@ -82,11 +92,11 @@ class Store:
 
     def all(self, kind: str, owner: str | None = None) -> list[Obj]:
         """Objects of a kind, newest first (Stripe's list order)."""
-        recs = [r for r in self.records.values() if r["kind"] == kind and (owner is None or r["owner"] == owner)]
-        recs.sort(key=lambda r: r["seq"], reverse=True)
-        return [r["obj"] for r in recs]
+        recs = (self.records[object_id] for object_id in reversed(self.by_kind.get(kind, {})))
+        return [r["obj"] for r in recs if owner is None or r["owner"] == owner]
 
     def remove(self, object_id: str) -> None:
+        self._unindex(object_id)
         self.records.pop(object_id, None)
 
     # ---- balances ------------------------------------------------------------------------------
@@ -123,6 +133,9 @@ class Store:
             raise ValueError(f"unsupported sandbox snapshot version {data.get('version')!r}")
         self.platform_id = data["platform_id"]
         self.records = data["records"]
+        self.by_kind = {}
+        for object_id, rec in sorted(self.records.items(), key=lambda item: item[1]["seq"]):
+            self.by_kind.setdefault(rec["kind"], {})[object_id] = None
         self.seq = data["seq"]
         self.idempotency = {k: IdempotencyEntry(**v) for k, v in data["idempotency"].items()}
         self.balances = data["balances"]

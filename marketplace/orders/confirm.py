@@ -47,13 +47,13 @@ import asyncpg
 
 from connect.checkout import SessionFacts
 from marketplace.db import connection
-from marketplace.observability import METRICS
+from marketplace.observability import METRICS, count_shared
 from marketplace.orders import states
 from marketplace.orders.service import OrderLineRow, OrderRow, order_by_id
 from marketplace.orders.states import OrderStatus
 from marketplace.outbox.service import add_messages
 from marketplace.problems import NotFound, Problem
-from marketplace.refunds.service import queue_refund
+from marketplace.refunds.service import REFUNDS, queue_refund
 from marketplace.refunds.tables import RefundReason
 
 log = logging.getLogger("marketplace.confirm")
@@ -132,7 +132,7 @@ def _refuse(order: OrderRow, session: SessionFacts, source: str, found: list[tup
     security_log.warning(
         "security: session %s does not match order %s (source=%s): %s", session.id, order.id, source, details
     )
-    METRICS.inc(CONFIRMATIONS, outcome="mismatch", source=_kind(source))
+    count_shared(CONFIRMATIONS, outcome="mismatch", source=_kind(source))
     return SessionMismatch(
         f"The Checkout Session {session.id} does not belong to order {order.id}; nothing was changed.",
         order_id=str(order.id),
@@ -175,10 +175,10 @@ async def confirm_order(
     if found:
         raise _refuse(order, session, source, found)
     if not is_paid(session):
-        METRICS.inc(CONFIRMATIONS, outcome="unpaid", source=_kind(source))
+        count_shared(CONFIRMATIONS, outcome="unpaid", source=_kind(source))
         return Confirmation(order, won=False)
     if order.status not in states.ENTERED_FROM[OrderStatus.paid]:
-        METRICS.inc(CONFIRMATIONS, outcome="already", source=_kind(source))
+        count_shared(CONFIRMATIONS, outcome="already", source=_kind(source))
         return Confirmation(order, won=False)
     lines, seller_principal = await _lines_and_seller(order)
     record: dict[str, Any] = {
@@ -206,11 +206,11 @@ async def confirm_order(
                     raise _Short(line)
             await _announce_sale(conn, paid, lines, seller_principal)
     except _Lost:
-        METRICS.inc(CONFIRMATIONS, outcome="already", source=_kind(source))
+        count_shared(CONFIRMATIONS, outcome="already", source=_kind(source))
         return Confirmation(await _order(order.id), won=False)
     except _Short as short:
         return await _oversold(order, lines, seller_principal, short.line, record, source, kick)
-    METRICS.inc(CONFIRMATIONS, outcome="paid", source=_kind(source))
+    count_shared(CONFIRMATIONS, outcome="paid", source=_kind(source))
     log.info("order %s paid (%d %s, by %s)", paid.id, session.amount_total, paid.currency, source)
     await _kick(kick)
     return Confirmation(paid, won=True)
@@ -253,9 +253,11 @@ async def _oversold(
                 ],
             )
     if moved is None:
-        METRICS.inc(CONFIRMATIONS, outcome="already", source=_kind(source))
+        count_shared(CONFIRMATIONS, outcome="already", source=_kind(source))
         return Confirmation(await _order(order.id), won=False)
-    METRICS.inc(CONFIRMATIONS, outcome="oversold", source=_kind(source))
+    count_shared(CONFIRMATIONS, outcome="oversold", source=_kind(source))
+    if refund_id is not None:
+        count_shared(REFUNDS, outcome="queued", reason=RefundReason.oversold.value)
     log.warning(
         "order %s oversold (%s short); full refund %s queued (by %s)", order.id, short.listing_id, refund_id, source
     )

@@ -29,7 +29,7 @@ from connect.idempotency import refund_key
 from connect.profiles import ChargeType
 from connect.refunds import CreatedRefund, RefundRequest, create_refund, refund_params
 from marketplace.db import connection
-from marketplace.observability import METRICS
+from marketplace.observability import METRICS, count_shared
 from marketplace.outbox.service import OutboxDelivery, add_message
 from marketplace.refunds.tables import RefundReason, RefundStatus
 from marketplace.stripe_errors import is_transient, stripe_code
@@ -113,8 +113,7 @@ async def queue_refund(
     if written is None:
         return None
     await add_message(REFUND_CREATE, f"refund:{refund_id}:create", {"refund_id": str(refund_id)}, conn=conn)
-    METRICS.inc(REFUNDS, outcome="queued", reason=reason.value)
-    return refund_id
+    return refund_id  # the caller counts it (REFUNDS, outcome "queued") once its transaction has committed
 
 
 async def refund_by_id(refund_id: uuid.UUID) -> RefundRow | None:
@@ -202,7 +201,7 @@ async def issue_refund(client: stripe.StripeClient, refund_id: uuid.UUID) -> Ref
             return fresh
         recorded = RefundRow.from_row(updated)
         if recorded.status is RefundStatus.created:
-            METRICS.inc(REFUNDS, outcome="created", reason=recorded.reason)
+            count_shared(REFUNDS, outcome="created", reason=recorded.reason)
             log.info(
                 "refund %s of order %s made: %s (%s)",
                 recorded.id,
@@ -211,7 +210,7 @@ async def issue_refund(client: stripe.StripeClient, refund_id: uuid.UUID) -> Ref
                 recorded.stripe_status,
             )
         else:
-            METRICS.inc(REFUNDS, outcome="refused", reason=recorded.reason)
+            count_shared(REFUNDS, outcome="refused", reason=recorded.reason)
             log.error(
                 "refund %s of order %s refused by Stripe: %s (a person must act: the buyer is owed %d %s)",
                 recorded.id,

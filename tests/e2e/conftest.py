@@ -8,6 +8,7 @@ sandbox returned; the worker processes the stored events.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -102,6 +103,25 @@ class Stack:
                     f"condition not met within {timeout} s; last value: {value!r}\n{await self.diagnose()}"
                 )
             await asyncio.sleep(0.05)
+
+
+def process_env(stack: Stack, log_level: str) -> dict[str, str]:
+    """The environment for a `marketplace serve` or `worker` process of the stack's deployment."""
+    s = stack.settings
+    return {
+        **os.environ,
+        "APP_ENV": "test",
+        "DATABASE_URL": s.database_url.reveal(),
+        "REDIS_URL": s.redis_url.reveal(),
+        "STRIPE_SECRET_KEY": s.stripe_secret_key.reveal(),
+        "STRIPE_API_BASE": s.stripe_api_base or "",
+        "STRIPE_WEBHOOK_SECRET_PLATFORM": ",".join(x.reveal() for x in s.webhook_secrets_platform),
+        "STRIPE_WEBHOOK_SECRET_CONNECT": ",".join(x.reveal() for x in s.webhook_secrets_connect),
+        "PUBLIC_BASE_URL": s.public_base_url,
+        "SELLER_RETURN_URL": s.seller_return_url,
+        "STRIPE_MAX_NETWORK_RETRIES": str(s.stripe_max_network_retries),
+        "LOG_LEVEL": log_level,
+    }
 
 
 # Package scope: the stack's worker sweeps the shared test database, so it must be gone before other

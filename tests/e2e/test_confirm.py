@@ -11,8 +11,11 @@ import httpx
 import pytest
 
 from marketplace.db import connection
-from tests.e2e.conftest import Stack
+from tests.conftest import free_port
+from tests.e2e.conftest import Stack, process_env
 from tests.e2e.test_checkout import active_seller, checkout, listing
+from tests.support.api_process import api_process
+from tests.support.metrics import metric_value
 
 pytestmark = pytest.mark.integration
 
@@ -51,9 +54,13 @@ async def refunds(order_id: str) -> list[dict[str, Any]]:
 
 
 async def guest_order(
-    stack: Stack, item: dict[str, Any], quantity: int = 1, api: httpx.AsyncClient | None = None
+    stack: Stack,
+    item: dict[str, Any],
+    quantity: int = 1,
+    api: httpx.AsyncClient | None = None,
+    email: str = "buyer@example.com",
 ) -> dict[str, Any]:
-    response = await checkout(stack, [(item["id"], quantity)], api=api, email="buyer@example.com")
+    response = await checkout(stack, [(item["id"], quantity)], api=api, email=email)
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     row = await order_row(body["order"]["id"])
@@ -301,3 +308,41 @@ async def test_verify_past_its_limit_answers_429_with_retry_after(stack: Stack) 
     assert limited, codes
     assert int(limited[0].headers["Retry-After"]) >= 1
     assert limited[0].headers["content-type"].startswith("application/problem+json")
+
+
+async def test_any_api_process_shows_what_every_process_confirmed_and_refunded(stack: Stack) -> None:
+    """Confirmations and refunds happen in workers (webhooks, the outbox) and in API processes (verify);
+    the counts are the deployment's, so a `marketplace serve` process that did none of it shows them all."""
+    auth, _, _ = await active_seller(stack)
+    item = await listing(stack, auth, stock=1)
+    first = await guest_order(stack, item)
+    late = await guest_order(stack, item, email="late@example.com")
+    series = {
+        "webhook paid": 'order_confirmations_total{outcome="paid",source="webhook"}',
+        "verify paid": 'order_confirmations_total{outcome="paid",source="verify"}',
+        "webhook oversold": 'order_confirmations_total{outcome="oversold",source="webhook"}',
+        "refund queued": 'refunds_total{outcome="queued",reason="oversold"}',
+        "refund created": 'refunds_total{outcome="created",reason="oversold"}',
+    }
+    async with api_process(process_env(stack, "WARNING"), free_port()) as other:
+
+        async def counts() -> dict[str, float]:
+            text = (await other.http.get("/metrics")).text
+            return {name: metric_value(text, s) or 0.0 for name, s in series.items()}
+
+        before = await counts()
+        await stack.quiesce()
+        await stack.control.set_delivery_faults(delay=2.0)  # the success page confirms the first order
+        try:
+            await stack.control.complete_checkout(first["session_id"])
+            assert (await verify(stack, first)).json()["status"] == "paid"
+        finally:
+            await stack.control.set_delivery_faults(delay=0.0)
+        await stack.quiesce()
+        await stack.control.complete_checkout(late["session_id"])  # the webhook finds it oversold
+        await eventually_status(stack, late, "oversold")
+        wanted = {"webhook paid": 0, "verify paid": 1, "webhook oversold": 1, "refund queued": 1, "refund created": 1}
+        after = await stack.eventually(
+            counts, lambda now: all(now[k] - before[k] == n for k, n in wanted.items()), timeout=15
+        )
+    assert {k: after[k] - before[k] for k in wanted} == wanted

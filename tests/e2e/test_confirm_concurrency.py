@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from connect.checkout import retrieve_session
 from marketplace.db import connection
 from marketplace.orders.confirm import confirm_order
 from tests.conftest import free_port
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, process_env
 from tests.e2e.test_checkout import active_seller, checkout, listing
 from tests.e2e.test_confirm import PROFILES, guest_order, order_row, refunds, stock_of
 from tests.support.api_process import api_process, stripe_signature
@@ -71,36 +70,18 @@ class Fleet:
         return jobs
 
 
-def _process_env(stack: Stack, log_level: str) -> dict[str, str]:
-    s = stack.settings
-    return {
-        **os.environ,
-        "APP_ENV": "test",
-        "DATABASE_URL": s.database_url.reveal(),
-        "REDIS_URL": s.redis_url.reveal(),
-        "STRIPE_SECRET_KEY": s.stripe_secret_key.reveal(),
-        "STRIPE_API_BASE": s.stripe_api_base or "",
-        "STRIPE_WEBHOOK_SECRET_PLATFORM": ",".join(x.reveal() for x in s.webhook_secrets_platform),
-        "STRIPE_WEBHOOK_SECRET_CONNECT": ",".join(x.reveal() for x in s.webhook_secrets_connect),
-        "PUBLIC_BASE_URL": s.public_base_url,
-        "SELLER_RETURN_URL": s.seller_return_url,
-        "STRIPE_MAX_NETWORK_RETRIES": str(s.stripe_max_network_retries),
-        "LOG_LEVEL": log_level,
-    }
-
-
 @pytest.fixture(scope="module")
 async def fleet(stack: Stack) -> AsyncIterator[Fleet]:
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as worker_log:
         # INFO: arq's line per job started tells which events W2 took.
         worker = subprocess.Popen(
             [sys.executable, "-m", "marketplace.cli", "worker"],
-            env=_process_env(stack, "INFO"),
+            env=process_env(stack, "INFO"),
             stdout=subprocess.DEVNULL,
             stderr=worker_log,
         )
         try:
-            async with api_process(_process_env(stack, "WARNING"), free_port()) as api_b:
+            async with api_process(process_env(stack, "WARNING"), free_port()) as api_b:
                 deadline = time.monotonic() + 30
                 while True:
                     worker_log.seek(0)

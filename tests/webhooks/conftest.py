@@ -366,11 +366,3 @@ def worker_processes(wh_settings: Settings, wh_client: Any) -> Iterator[WorkerPr
     yield processes
     processes.stop_all()
     shutil.rmtree(log_dir, ignore_errors=True)
-
-
-def metric_value(text: str, series: str) -> float | None:
-    """The value of one series (`name{labels}` as rendered) in a Prometheus text page, None if absent."""
-    for line in text.splitlines():
-        if line.startswith(series + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return None

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from marketplace.queue import arq_pool
-from tests.webhooks.conftest import WorkerProcesses, count_events, make_event, metric_value, post_event, stored
+from tests.support.metrics import metric_value
+from tests.webhooks.conftest import WorkerProcesses, count_events, make_event, post_event, stored
 from webhooks import store
 from webhooks.queueing import backoff, enqueue_event, enqueuer_for
 from webhooks.registry import handles, unregister
@@ -568,14 +569,15 @@ async def test_a_full_batch_of_worker_counts_is_shared_without_waiting_out_the_d
     wh_client: Any, redis_pool: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """FLUSH_AT counts are shared at once, not after the flush delay (made 60 s here)."""
+    from marketplace import observability
     from webhooks import metrics
 
-    monkeypatch.setattr(metrics, "FLUSH_DELAY_SECONDS", 60.0)
+    monkeypatch.setattr(observability, "FLUSH_DELAY_SECONDS", 60.0)
     series = 'webhook_events_processed_total{outcome="processed",type="test.full_batch"}'
-    for _ in range(metrics.FLUSH_AT):
+    for _ in range(observability.FLUSH_AT):
         metrics.count_outcome(redis_pool, "test.full_batch", "processed")
     deadline = time.monotonic() + 10
-    while metric_value((await wh_client.get("/metrics")).text, series) != metrics.FLUSH_AT:
+    while metric_value((await wh_client.get("/metrics")).text, series) != observability.FLUSH_AT:
         assert time.monotonic() < deadline, "the full batch was not shared"
         await asyncio.sleep(0.05)
 

@@ -1,0 +1,25 @@
+"""The sandbox's store lists a kind newest first, scoped by owner, through its per-kind index."""
+
+from __future__ import annotations
+
+from sandbox.store import Store
+
+
+def test_listing_a_kind_is_newest_first_by_owner_and_survives_remove_readd_and_a_snapshot() -> None:
+    store = Store()
+    for object_id, owner in [("a", "acct_1"), ("b", "acct_2"), ("c", "acct_1"), ("d", "acct_1")]:
+        store.add("thing", owner, {"id": object_id})
+    store.add("other", "acct_1", {"id": "x"})
+    assert [o["id"] for o in store.all("thing")] == ["d", "c", "b", "a"]
+    assert [o["id"] for o in store.all("thing", "acct_1")] == ["d", "c", "a"]
+    store.remove("c")
+    store.add("thing", "acct_1", {"id": "a", "again": True})  # re-added: now the newest
+    assert [o["id"] for o in store.all("thing", "acct_1")] == ["a", "d"]
+    store.add("other", "acct_2", {"id": "b"})  # an id that changes kind leaves the first kind's list
+    assert [o["id"] for o in store.all("thing")] == ["a", "d"]
+    assert [o["id"] for o in store.all("other")] == ["b", "x"]
+    loaded = Store()
+    loaded.load(store.dump())
+    assert [o["id"] for o in loaded.all("thing")] == ["a", "d"]
+    assert [o["id"] for o in loaded.all("other", "acct_1")] == ["x"]
+    assert loaded.all("missing") == []
