@@ -611,9 +611,12 @@ class Demo:
         for label, body in self.result.orders:
             refunds = body.get("refunds") or []
             refund = ", ".join(f"{money(r['amount'])} {r['status']}" for r in refunds) or "-"
+            # Once paid, the fee Stripe took (none on a 100 %-off order); before, the fee as decided.
+            fee = body.get("application_fee_charged")
+            fee = body["application_fee"] if fee is None else fee
             self.say(
                 f"{str(body['id'])[:8]:<9} {label:<20} {body['charge_type']:<12} {body['status']:<10} "
-                f"{money(body['total']):>7} {money(body['application_fee']):>6} {money(body.get('amount_paid')):>7}  "
+                f"{money(body['total']):>7} {money(fee):>6} {money(body.get('amount_paid')):>7}  "
                 f"{refund}"
             )
         self.say("")

@@ -308,10 +308,7 @@ async def _announce_sale(
 ) -> None:
     """The paid order's outbox rows, unique per order and kind (one statement, in the confirmation's
     transaction)."""
-    payload = _payload(order, lines)
-    paid = int(payload["amount"])
-    # The seller's share: what was paid less the platform's fee (never below zero after a discount).
-    payload["net"] = max(paid - order.application_fee, 0) if paid else 0
+    payload = _payload(order, lines) | {"net": order.seller_share or 0}
     await add_messages(
         conn,
         [

@@ -81,6 +81,8 @@ def order_out(order: OrderRow, lines: list[OrderLineRow], refunds: list[RefundRo
         updated_at=order.updated_at,
         amount_paid=order.amount_paid,
         amount_discount=order.amount_discount,
+        application_fee_charged=order.fee_charged,
+        seller_share=order.seller_share,
         paid_at=order.paid_at,
         refunds=[
             RefundOut(r.id, r.reason, r.amount, r.currency, r.status.value, r.stripe_status, r.created_at)

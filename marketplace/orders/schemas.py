@@ -90,6 +90,10 @@ class OrderOut(msgspec.Struct):
     # Set when the payment was confirmed (paid or oversold): what Stripe charged and the discount it gave.
     amount_paid: int | None = None
     amount_discount: int | None = None
+    # The fee the platform took with the payment (0 when nothing was charged) and what that leaves the
+    # seller before Stripe's processing fees: docs/charges.md, "Discounts and the fee".
+    application_fee_charged: int | None = None
+    seller_share: int | None = None
     paid_at: datetime | None = None
     refunds: list[RefundOut] = msgspec.field(default_factory=list)
 

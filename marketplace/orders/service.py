@@ -63,6 +63,22 @@ class OrderRow:
     paid_at: datetime | None = None
     confirmed_by: str | None = None
 
+    @property
+    def fee_charged(self) -> int | None:
+        """The platform's fee Stripe took with the payment: the order's fee, or 0 when nothing was charged
+        (a 100 % discount: no PaymentIntent, so no fee); None until the payment is confirmed."""
+        if self.amount_paid is None:
+            return None
+        return 0 if self.amount_paid == 0 else self.application_fee
+
+    @property
+    def seller_share(self) -> int | None:
+        """What the payment leaves the seller before Stripe's processing fees (a direct charge's seller
+        pays those; a destination charge's platform does): paid less the fee; None until confirmed."""
+        if self.amount_paid is None or self.fee_charged is None:
+            return None
+        return max(self.amount_paid - self.fee_charged, 0)
+
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> OrderRow:
         return cls(

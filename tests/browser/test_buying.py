@@ -126,6 +126,13 @@ async def test_a_100_percent_promotion_code(shop: Shop, browser: Browser, profil
     order_id = query_of(page.url)["order_id"]
     row = await order_row(order_id)
     assert (row["status"], row["amount_paid"], row["amount_discount"]) == ("paid", 0, 4000)
+    # The seller's sales show nothing charged, no fee taken and nothing to the seller.
+    await sign_in_as_seller(page, shop, made["auth"])
+    sale = page.locator("#sales-table tbody tr", has_text=made["listing"]["title"])
+    await sale.wait_for(timeout=TIMEOUT_MS)
+    cells = [text(c) for c in await sale.locator("td").all_text_contents()]
+    assert cells[2:] == ["paid", f"{made['listing']['title']} \u00d7 1", "$0.00", "$0.00", "$0.00"]
+    await screenshot(page, f"seller-sales-free-{charge_type}")
 
 
 @pytest.mark.parametrize(("profile", "charge_type"), PROFILES)

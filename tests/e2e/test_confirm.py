@@ -110,6 +110,7 @@ async def test_the_webhook_confirms_a_paid_order_once_and_verify_then_finds_it_d
     answer = await verify(stack, body)
     assert answer.status_code == 200, answer.text
     assert (answer.json()["status"], answer.json()["amount_paid"]) == ("paid", 5000)
+    assert (answer.json()["application_fee_charged"], answer.json()["seller_share"]) == (500, 4500)
     assert await stock_of(item["id"]) == 1
     assert await side_effects(body["order"]["id"]) == ["order.fulfil", "order.receipt", "order.sale"]
     # The events came on the endpoint where the session lives, and were processed (not parked).
@@ -270,6 +271,9 @@ async def test_a_100_percent_off_order_is_paid_with_nothing_collected(
         0,
         2500,
     )
+    # Nothing charged, so no fee taken: the order keeps the fee as decided, and says what was taken.
+    assert (answer.json()["application_fee"], answer.json()["application_fee_charged"]) == (250, 0)
+    assert answer.json()["seller_share"] == 0
     row = await order_row(body["order"]["id"])
     assert row["payment_intent_id"] is None
     assert await stock_of(item["id"]) == 1

@@ -73,7 +73,8 @@ def order_ids(lines: list[str], story: str) -> list[str]:
 
 
 def paid(charge: str, story: str, amount: str = "25.00") -> tuple[str, ...]:
-    return (story, charge, "paid", "25.00", "2.50", amount, "-")
+    """A paid row: the fee column is the fee Stripe took, none when nothing was charged (100 % off)."""
+    return (story, charge, "paid", "25.00", "0.00" if amount == "0.00" else "2.50", amount, "-")
 
 
 async def confirmed_by(short_id: str) -> str:

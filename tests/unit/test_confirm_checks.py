@@ -172,3 +172,12 @@ def test_the_refund_of_each_charge_type() -> None:
     assert "reverse_transfer" not in direct
     assert direct["refund_application_fee"] is True
     assert direct["metadata"] == {"order_id": "o1", "refund_id": "r1", "reason": "oversold"}
+
+
+def test_the_fee_taken_and_the_sellers_share_follow_what_stripe_charged() -> None:
+    assert (order().fee_charged, order().seller_share) == (None, None)  # not paid yet
+    assert (order(amount_paid=5000).fee_charged, order(amount_paid=5000).seller_share) == (500, 4500)
+    discounted = order(amount_paid=3000, amount_discount=2000)  # the fee was fixed in the session
+    assert (discounted.fee_charged, discounted.seller_share) == (500, 2500)
+    free = order(amount_paid=0, amount_discount=5000)  # no PaymentIntent, so no fee
+    assert (free.fee_charged, free.seller_share) == (0, 0)

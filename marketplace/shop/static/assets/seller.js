@@ -252,11 +252,13 @@ async function loadSales() {
   $("#sales-empty").hidden = Boolean(rows.length);
 }
 
-// Fee and net: the order's total less the platform's fee. Once paid, what Stripe charged counts (a
-// promotion code lowers it; a 100 % discount charges nothing, so no fee is collected either).
+// Fee and net: before payment, the order's total and fee as decided; once paid, what the API says Stripe
+// charged, the fee taken with it (none when a 100 % discount charged nothing) and the seller's share.
 function saleRow(o) {
-  const charged = o.amount_paid === undefined || o.amount_paid === null ? o.total : o.amount_paid;
-  const fee = charged === 0 ? 0 : o.application_fee;
+  const paid = o.amount_paid !== undefined && o.amount_paid !== null;
+  const charged = paid ? o.amount_paid : o.total;
+  const fee = paid ? o.application_fee_charged : o.application_fee;
+  const net = paid ? o.seller_share : Math.max(o.total - o.application_fee, 0);
   return h(
     "tr",
     { "data-order": o.id },
@@ -266,7 +268,7 @@ function saleRow(o) {
     h("td", { text: o.lines.map((l) => `${l.title} × ${l.quantity}`).join(", ") }),
     h("td", { class: "num", text: formatMoney(charged, o.currency) }),
     h("td", { class: "num sale-fee", text: formatMoney(fee, o.currency) }),
-    h("td", { class: "num sale-net", text: formatMoney(Math.max(charged - fee, 0), o.currency) }),
+    h("td", { class: "num sale-net", text: formatMoney(net, o.currency) }),
   );
 }
 
