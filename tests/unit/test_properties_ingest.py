@@ -341,11 +341,18 @@ def without_nul(value: Any) -> Any:
 def has_nul(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" in value
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return any(has_nul(v) for v in value)
     if isinstance(value, dict):
         return any(has_nul(k) or has_nul(v) for k, v in value.items())
     return False
+
+
+def has_nul_anywhere(body: str) -> bool:
+    """Whether any string of `body` holds a NUL, the values of repeated keys included: `json.loads` keeps
+    only a key's last value, but PostgreSQL's jsonb parser refuses `\\u0000` in any of them (found by
+    hypothesis: `{"": "\\u0000", "": ""}`)."""
+    return has_nul(json.loads(body, object_pairs_hook=lambda pairs: pairs))
 
 
 @PROPERTY
@@ -361,7 +368,7 @@ def test_what_jsonb_gets_is_json_without_nul_and_only_the_nul_escapes_changed(bo
 @given(body=any_json)
 def test_a_body_without_nul_is_stored_as_is_and_the_original_is_kept_exactly_when_changed(body: str) -> None:
     safe, original = jsonb_safe(body)
-    if not has_nul(json.loads(body)):
+    if not has_nul_anywhere(body):
         assert safe == body
         assert original is None
     else:
