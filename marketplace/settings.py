@@ -112,6 +112,10 @@ class Settings:
     checkout_allow_promotion_codes: bool = False
     checkout_on_behalf_of: bool = False  # destination charges: the seller is the merchant of record
     checkout_reuse_seconds: int = 600  # a repeated POST /checkout of the same cart returns its order
+    # Rate limits (per minute) of the routes that write to Stripe or read from it for anyone: per buyer
+    # (bearer token) or, for a guest, per client address (docs/orders.md, "Limits").
+    checkout_limit_per_minute: int = 30
+    verify_limit_per_minute: int = 60
     shop_enabled: bool = False  # the /shop pages (docs/pages.md); on by default outside production
 
     @property
@@ -377,6 +381,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         checkout_allow_promotion_codes=_bool(env, "CHECKOUT_ALLOW_PROMOTION_CODES", False, problems),
         checkout_on_behalf_of=_bool(env, "CHECKOUT_ON_BEHALF_OF", False, problems),
         checkout_reuse_seconds=_int(env, "CHECKOUT_REUSE_SECONDS", 600, problems, minimum=0),
+        checkout_limit_per_minute=_int(env, "CHECKOUT_LIMIT_PER_MINUTE", 30, problems, minimum=1),
+        verify_limit_per_minute=_int(env, "VERIFY_LIMIT_PER_MINUTE", 60, problems, minimum=1),
         shop_enabled=_bool(env, "SHOP_ENABLED", app_env != "production", problems),
     )
     problems += budget_problems(settings)

@@ -8,6 +8,8 @@
    amounts, currency, fee, charge type and connected account, and the `expires_at` its session will
    carry. A repeated checkout of the same cart by the same buyer within `CHECKOUT_REUSE_SECONDS`
    returns that order instead of writing another (keyed by `cart_key`, serialized by an advisory lock).
+   "The same buyer" is the bearer token's buyer, or for a guest the email *and* the request's
+   `Idempotency-Key`: an email alone is no credential, so it never finds (nor gets a token to) an order.
 3. **Call** Stripe (nothing held): `checkout.sessions.create` with the key `checkout:{order_id}` and
    parameters built from the stored snapshot only, so a retry (the SDK's, or the buyer's) sends the
    same request and gets the same session, never a second one.
@@ -87,10 +89,17 @@ class Buyer:
 
     principal_id: uuid.UUID | None
     email: str
+    # A guest's `Idempotency-Key`: what makes two of a guest's checkouts "the same buyer". An email is not
+    # a credential (anyone may type it), so it alone never finds an order; without a key no two guest
+    # checkouts are the same (each makes its own order).
+    attempt: str | None = None
 
     @property
     def identity(self) -> str:
-        return f"buyer:{self.principal_id}" if self.principal_id else f"guest:{self.email.lower()}"
+        if self.principal_id:
+            return f"buyer:{self.principal_id}"
+        attempt = hashlib.sha256(self.attempt.encode()).hexdigest() if self.attempt else f"once:{uuid.uuid4()}"
+        return f"guest:{self.email.lower()}:{attempt}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +120,9 @@ class _Priced:
         return self.listing.unit_amount * self.quantity
 
 
-async def buyer_for(principal: AuthenticatedPrincipal | None, body: CheckoutIn) -> Buyer:
-    """The buyer of a checkout: a buyer's token (its profile's email) or no token and an email."""
+async def buyer_for(principal: AuthenticatedPrincipal | None, body: CheckoutIn, attempt: str | None = None) -> Buyer:
+    """The buyer of a checkout: a buyer's token (its profile's email) or no token, an email and, for a
+    retry to find its order, the guest's `Idempotency-Key` (`attempt`)."""
     if principal is not None:
         if principal.role is not Role.buyer:
             raise WrongRoleForCheckout("Check out with a buyer's token, or as a guest without a token.")
@@ -123,7 +133,7 @@ async def buyer_for(principal: AuthenticatedPrincipal | None, body: CheckoutIn) 
         return Buyer(principal.id, email)
     if not body.email:
         raise _validation("email", "a guest checkout needs an email (or sign in as a buyer)")
-    return Buyer(None, body.email)
+    return Buyer(None, body.email, attempt)
 
 
 def _validation(key: str, message: str) -> Problem:

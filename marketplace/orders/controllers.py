@@ -34,7 +34,15 @@ from marketplace.orders.schemas import (
     RefundOut,
     VerifyIn,
 )
-from marketplace.orders.service import InvalidCursor, OrderLineRow, OrderRow, lines_of, order_for_caller, orders_page
+from marketplace.orders.service import (
+    InvalidCursor,
+    OrderLineRow,
+    OrderRow,
+    lines_of,
+    order_for_caller,
+    order_for_payer,
+    orders_page,
+)
 from marketplace.orders.states import OrderStatus
 from marketplace.problems import NotFound, TooManyRequests, Unavailable
 from marketplace.ratelimit import Limit as RateLimit
@@ -43,6 +51,7 @@ from marketplace.refunds.service import RefundRow, refunds_of
 from marketplace.schemas import Cursor
 from marketplace.sellers.accounts import seller_for_principal
 from marketplace.sellers.errors import SellerCannotSell
+from marketplace.settings import Settings
 
 ORDER_TOKEN_HEADER = "X-Order-Token"
 OPTIONAL_BEARER: list[dict[str, list[str]]] = [{}, {"BearerToken": []}]
@@ -59,7 +68,34 @@ OrderTokenDep = Annotated[
 CallerDep = NamedDependency[AuthenticatedPrincipal | None]
 # A success page polls with backoff (~15 calls a minute at most); a second tab or a reload adds a few.
 VERIFY_PER_ORDER = RateLimit("verify-order", limit=40, window=60)
-VERIFY_PER_CALLER = RateLimit("verify-caller", limit=60, window=60)
+
+
+def verify_per_caller(settings: Settings) -> RateLimit:
+    """Per buyer or, for a guest, per client address: VERIFY_LIMIT_PER_MINUTE (60)."""
+    return RateLimit("verify-caller", limit=settings.verify_limit_per_minute, window=60)
+
+
+def checkout_per_caller(settings: Settings) -> RateLimit:
+    """Each checkout writes an order and a Stripe Checkout Session, and anyone may check out as a guest:
+    per buyer or, for guests, per client address, CHECKOUT_LIMIT_PER_MINUTE (30): a person's, not a loop's."""
+    return RateLimit("checkout-caller", limit=settings.checkout_limit_per_minute, window=60)
+
+
+IdempotencyKeyDep = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        required=False,
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description=(
+            "A guest's key for this checkout attempt (any string the client makes up, e.g. a UUID, kept "
+            "until the cart changes): a retry with the same key, email and cart within the reuse window "
+            "returns the same order and a token for it. Without one a guest's every checkout is a new order."
+        ),
+    ),
+]
 
 
 def order_out(order: OrderRow, lines: list[OrderLineRow], refunds: list[RefundRow] | None = None) -> OrderOut:
@@ -117,7 +153,9 @@ class CheckoutController(Controller):
             "A signed-in buyer (bearer token) or a guest giving `email`. Lines name listings of one seller; "
             "prices are looked up here. 201 with the order and the Checkout URL (a guest also gets the "
             "order's `access_token`, once); 200 with the same order when the same cart was checked out by "
-            "the same buyer a moment ago (e.g. a retry after a 503). Stock is checked, not taken."
+            "the same buyer a moment ago (e.g. a retry after a 503): the same bearer token, or for a guest "
+            "the same email and `Idempotency-Key`. Stock is checked, not taken. 429 (with Retry-After) past "
+            "30 checkouts a minute per buyer or, for guests, per client address."
         ),
         status_code=201,
         security=OPTIONAL_BEARER,
@@ -131,6 +169,7 @@ class CheckoutController(Controller):
             InsufficientStock,
             SellerCannotSell,
             CheckoutRefused,
+            TooManyRequests,
             Unavailable,
         ],
     )
@@ -140,8 +179,13 @@ class CheckoutController(Controller):
         caller: CallerDep,
         stripe_client: StripeDep,
         settings: SettingsDep,
+        arq: ArqDep,
+        request: Request[Any, Any, Any],
+        idempotency_key: IdempotencyKeyDep = None,
     ) -> Response[CheckoutOut]:
-        buyer = await checkout_service.buyer_for(caller, data)
+        who = str(caller.id) if caller is not None else client_address(request)
+        await enforce(arq, (checkout_per_caller(settings), who))
+        buyer = await checkout_service.buyer_for(caller, data, idempotency_key)
         result = await checkout_service.checkout(stripe_client, settings, buyer, data)
         body = CheckoutOut(
             order=order_out(result.order, result.lines),
@@ -171,13 +215,14 @@ class OrderController(Controller):
         operation_id="verifyOrder",
         summary="What a success page calls: re-read the order's Checkout Session from Stripe and confirm it",
         description=(
-            "For the order's buyer (bearer token) or guest (`X-Order-Token`); 404 for anyone else. Give the "
-            "`session_id` from the success URL when you have it. The session is read again from Stripe (as "
-            "the seller's account for a direct charge) and applied by the same confirmation the webhooks "
-            "use: whichever comes first confirms the order, once. Answers 200 with the order whatever its "
-            "status (pending, processing, paid, failed, expired, oversold), so a page can poll it; 409 when "
-            "the session is not this order's; 429 (with Retry-After) past the per-order and per-caller "
-            "limits; 503 (with Retry-After) when Stripe did not answer."
+            "For the order's buyer (bearer token) or guest (`X-Order-Token`); 404 for anyone else, its seller"
+            " and admins included (they read it with GET). Give the `session_id` from the success URL when "
+            "you have it. The session is read again from Stripe (as the seller's account for a direct charge)"
+            " and applied by the same confirmation the webhooks use: whichever comes first confirms the "
+            "order, once. Answers 200 with the order whatever its status (pending, processing, paid, failed, "
+            "expired, oversold), so a page can poll it; 409 when the session is not this order's; 429 (with "
+            "Retry-After) past the per-order and per-caller limits; 503 (with Retry-After) when Stripe did "
+            "not answer."
         ),
         status_code=200,
         security=OPTIONAL_BEARER,
@@ -190,12 +235,14 @@ class OrderController(Controller):
         order_token: OrderTokenDep,
         stripe_client: StripeDep,
         arq: ArqDep,
+        settings: SettingsDep,
         request: Request[Any, Any, Any],
         data: JSONBody[VerifyIn | None] = None,
     ) -> OrderOut:
-        order = await order_for_caller(order_id, caller, order_token)
-        who = str(caller.id) if caller is not None else order_token or client_address(request)
-        await enforce(arq, (VERIFY_PER_ORDER, str(order.id)), (VERIFY_PER_CALLER, who))
+        order = await order_for_payer(order_id, caller, order_token)
+        # Per caller: the buyer, or a guest's address (a token per order would give a guest a limit per order).
+        who = str(caller.id) if caller is not None else client_address(request)
+        await enforce(arq, (VERIFY_PER_ORDER, str(order.id)), (verify_per_caller(settings), who))
         after = await verify_service.verify(stripe_client, arq, order, data.session_id if data else None)
         return await full_order(after)
 

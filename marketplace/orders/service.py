@@ -143,6 +143,28 @@ async def order_for_caller(
     raise NotFound(f"No order with id {order_id}.")
 
 
+async def order_for_payer(
+    order_id: uuid.UUID, principal: AuthenticatedPrincipal | None, order_token: str | None
+) -> OrderRow:
+    """The order if the caller is the one who pays it (its buyer, or a guest holding one of its tokens):
+    what verify needs. Its seller and admins read it (`order_for_caller`) but get 404 here."""
+    order = await order_by_id(order_id)
+    if order is not None:
+        if principal is not None and principal.role is Role.buyer and order.buyer == principal.id:
+            return order
+        if principal is None and await _holds_token(order, order_token):
+            return order
+    raise NotFound(f"No order with id {order_id}.")
+
+
+async def _holds_token(order: OrderRow, order_token: str | None) -> bool:
+    if order_token and looks_like_order_token(order_token):
+        return await OrderAccessToken.exists().where(
+            (OrderAccessToken.order == order.id) & (OrderAccessToken.token_hash == hash_token(order_token))
+        )
+    return False
+
+
 async def _may_see(order: OrderRow, principal: AuthenticatedPrincipal | None, order_token: str | None) -> bool:
     if principal is not None:
         if principal.is_admin:
@@ -151,11 +173,7 @@ async def _may_see(order: OrderRow, principal: AuthenticatedPrincipal | None, or
             return True
         if principal.role is Role.seller and order.seller == await _seller_id_of(principal):
             return True
-    if order_token and looks_like_order_token(order_token):
-        return await OrderAccessToken.exists().where(
-            (OrderAccessToken.order == order.id) & (OrderAccessToken.token_hash == hash_token(order_token))
-        )
-    return False
+    return await _holds_token(order, order_token)
 
 
 class InvalidCursor(Problem):

@@ -94,3 +94,15 @@ async def test_leaving_onboarding_early_shows_restricted_and_what_is_due(shop: S
     await other.fill("#signin-form input[name=token]", token)
     await other.click("#signin-form button[type=submit]")
     await other.locator("#account-status", has_text="restricted").wait_for()  # the API's word, not the URL's
+
+
+@pytest.mark.parametrize("outcome", ["constructor", "__proto__", "toString", "no-such-outcome"])
+async def test_a_crafted_onboarding_outcome_in_the_link_still_shows_the_page(
+    shop: Shop, browser: Browser, outcome: str
+) -> None:
+    """`?onboarding=` names a message of the page's own; a name Object.prototype has must not blank it."""
+    page = await browser.new_page()
+    await page.goto(shop.page_url(f"/seller?onboarding={outcome}"))
+    await page.wait_for_selector("#signup-form", state="visible", timeout=TIMEOUT_MS)
+    assert "Welcome back." in text(await page.text_content("#page-message"))
+    assert browser.errors == []

@@ -121,6 +121,8 @@ def process_env(stack: Stack, log_level: str) -> dict[str, str]:
         "SELLER_RETURN_URL": s.seller_return_url,
         "STRIPE_MAX_NETWORK_RETRIES": str(s.stripe_max_network_retries),
         "LOG_LEVEL": log_level,
+        "CHECKOUT_LIMIT_PER_MINUTE": str(s.checkout_limit_per_minute),
+        "VERIFY_LIMIT_PER_MINUTE": str(s.verify_limit_per_minute),
     }
 
 

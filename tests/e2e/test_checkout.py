@@ -133,18 +133,19 @@ async def test_a_checkout_retried_after_a_timeout_makes_no_second_session(stack:
     retry): the buyer gets a 503 and retries, and gets the same order with the one session Stripe made."""
     auth, _, _ = await active_seller(stack)
     item = await listing(stack, auth)
+    attempt = {"Idempotency-Key": f"attempt-{uuid.uuid4()}"}  # what makes the guest's retry the same buyer
     await stack.quiesce()
     async with stack.api_with(stripe_timeout_seconds=1.0, stripe_max_network_retries=1) as impatient:
         await stack.control.set_latency(0, response_ms=1500)
         try:
-            first = await checkout(stack, [(item["id"], 1)], api=impatient, email="retry@example.com")
+            first = await checkout(stack, [(item["id"], 1)], api=impatient, email="retry@example.com", headers=attempt)
         finally:
             await stack.control.set_latency(0)
         assert first.status_code == 503, first.text
         assert first.headers["retry-after"] == "5"
         order_id = first.json()["order_id"]
         assert (await Order.select(Order.status).where(Order.id == order_id).first() or {})["status"] == "pending"
-        again = await checkout(stack, [(item["id"], 1)], api=impatient, email="retry@example.com")
+        again = await checkout(stack, [(item["id"], 1)], api=impatient, email="retry@example.com", headers=attempt)
     assert again.status_code == 200, again.text  # the same cart, the same order
     assert again.json()["order"]["id"] == order_id
     sessions = (await stack.stripe.v1.checkout.sessions.list_async(params={"limit": 100})).to_dict()["data"]
@@ -268,17 +269,31 @@ async def test_nobody_reads_another_ones_order(stack: Stack) -> None:
 async def test_the_same_cart_checked_out_twice_is_one_order_and_a_new_price_is_a_new_one(stack: Stack) -> None:
     auth, _, _ = await active_seller(stack)
     item = await listing(stack, auth, stock=None)
-    first = await checkout(stack, [(item["id"], 1)], email="twice@example.com")
-    second = await checkout(stack, [(item["id"], 1)], email="TWICE@example.com")
+    attempt = {"Idempotency-Key": f"attempt-{uuid.uuid4()}"}
+    first = await checkout(stack, [(item["id"], 1)], email="twice@example.com", headers=attempt)
+    second = await checkout(stack, [(item["id"], 1)], email="TWICE@example.com", headers=attempt)
     assert (first.status_code, second.status_code) == (201, 200)
     assert first.json()["order"]["id"] == second.json()["order"]["id"]
     assert first.json()["access_token"] != second.json()["access_token"]  # each answer its own credential
     for token in (first.json()["access_token"], second.json()["access_token"]):
         order_id = first.json()["order"]["id"]
         assert (await stack.api.get(f"/orders/{order_id}", headers={"X-Order-Token": token})).status_code == 200
+    # An email is no credential: whoever knows it and the cart, without the guest's key, gets an order
+    # of their own, and a token that reads only that one.
+    for stranger in ({}, {"Idempotency-Key": f"guess-{uuid.uuid4()}"}):
+        guessed = await checkout(stack, [(item["id"], 1)], email="twice@example.com", headers=stranger)
+        assert guessed.status_code == 201, guessed.text
+        assert guessed.json()["order"]["id"] != first.json()["order"]["id"]
+        theirs = {"X-Order-Token": guessed.json()["access_token"]}
+        assert (await stack.api.get(f"/orders/{first.json()['order']['id']}", headers=theirs)).status_code == 404
+    # A signed-in buyer is the same buyer by their token.
+    _, buyer_token = await create_principal(Role.buyer, "twice buyer", "twice-buyer@example.com")
+    mine = [await checkout(stack, [(item["id"], 1)], headers=bearer(buyer_token)) for _ in range(2)]
+    assert [r.status_code for r in mine] == [201, 200]
+    assert mine[0].json()["order"]["id"] == mine[1].json()["order"]["id"]
     repriced = await stack.api.patch(f"/sellers/me/listings/{item['id']}", json={"unit_amount": 2600}, headers=auth)
     assert repriced.status_code == 200
-    third = await checkout(stack, [(item["id"], 1)], email="twice@example.com")
+    third = await checkout(stack, [(item["id"], 1)], email="twice@example.com", headers=attempt)
     assert third.status_code == 201
     assert third.json()["order"]["id"] != first.json()["order"]["id"]
     assert third.json()["order"]["total"] == 2600

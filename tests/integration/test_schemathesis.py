@@ -162,6 +162,9 @@ async def test_schemathesis_finds_nothing(pg_server_url: str, settings: Settings
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "SELLER_RETURN_URL": "http://seller.example.test/dashboard",
         "LOG_LEVEL": "ERROR",
+        # Every generated checkout comes from 127.0.0.1; past the limit they would all be the same 429.
+        "CHECKOUT_LIMIT_PER_MINUTE": "100000",
+        "VERIFY_LIMIT_PER_MINUTE": "100000",
     }
     migrated = subprocess.run([sys.executable, "-m", "marketplace.cli", "migrate"], env=env, capture_output=True)
     assert migrated.returncode == 0, migrated.stderr

@@ -131,3 +131,14 @@ def test_any_log_line_naming_an_onboarding_path_has_its_state_masked() -> None:
     assert state not in record.getMessage()
     assert state not in (record.exc_text or "")
     assert "/sellers/onboarding/…/refresh" in record.getMessage()
+
+
+def test_guest_order_tokens_are_masked_like_every_other_credential() -> None:
+    from marketplace.auth.tokens import mint_order_token
+    from marketplace.observability import redact
+
+    token = mint_order_token()
+    assert token.startswith("ord_")
+    masked = redact(f"X-Order-Token: {token} and Bearer mkt_abcdefghijklmnop")
+    assert token not in masked
+    assert "mkt_abcdefghijklmnop" not in masked

@@ -18,7 +18,20 @@ import {
 const KEY = "shop.cart.v1";
 
 function empty() {
-  return { seller_id: null, currency: null, lines: [], order_id: null, email: "" };
+  return { seller_id: null, currency: null, lines: [], order_id: null, email: "", attempt: null };
+}
+
+// A guest's checkout attempt: one random key per cart content and email, sent as `Idempotency-Key`, so
+// a retry (after a 503, or "Check out again" from the cancel page) finds the same order; any change to
+// the cart or the email starts a new attempt. The API never matches a guest's order by email alone.
+function attemptKey(cart, email) {
+  const what = JSON.stringify([email.toLowerCase(), cart.lines.map((l) => [l.listing_id, l.quantity])]);
+  if (!cart.attempt || cart.attempt.what !== what) {
+    // getRandomValues, not randomUUID: the latter exists only on https (or localhost) pages.
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    cart.attempt = { what, key: Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("") };
+  }
+  return cart.attempt.key;
 }
 
 export function loadCart() {
@@ -158,7 +171,9 @@ export function mountCart(root, { onChange } = {}) {
     const buyer = sessionToken(BUYER_TOKEN);
     const request = { lines: cart.lines.map((l) => ({ listing_id: l.listing_id, quantity: l.quantity })) };
     if (!buyer) request.email = email.value.trim();
-    const answer = await api("POST", "/checkout", { body: request, bearer: buyer || undefined });
+    const idempotencyKey = buyer ? undefined : attemptKey(cart, request.email);
+    saveCart(cart);
+    const answer = await api("POST", "/checkout", { body: request, bearer: buyer || undefined, idempotencyKey });
     if (!answer.ok) {
       submit.disabled = false;
       const slug = slugOf(answer.problem);

@@ -79,11 +79,12 @@ export function toMinorUnits(text, currency) {
 
 // ---- the JSON API -----------------------------------------------------------------------------
 // No cookies are sent or used (credentials: "omit"): a token is sent only where the page adds it.
-export async function api(method, path, { body, bearer, orderToken } = {}) {
+export async function api(method, path, { body, bearer, orderToken, idempotencyKey } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (bearer) headers.Authorization = `Bearer ${bearer}`;
   if (orderToken) headers["X-Order-Token"] = orderToken;
+  if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
   let response;
   try {
     response = await fetch(path, {

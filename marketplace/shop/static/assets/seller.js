@@ -312,7 +312,8 @@ function start() {
   const params = new URLSearchParams(window.location.search);
   const outcome = params.get("onboarding");
   if (outcome) {
-    const [kind, text] = RETURNS[outcome] || ["info", "Welcome back."];
+    // Own keys only: `?onboarding=constructor` must not find Object.prototype's.
+    const [kind, text] = Object.hasOwn(RETURNS, outcome) ? RETURNS[outcome] : ["info", "Welcome back."];
     notice(message, kind, text, token ? "" : " Sign in with your seller token to see your account.");
     // The query string says what happened, never the account's state: that is read from the API.
     window.history.replaceState(null, "", window.location.pathname);
