@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import stripe
-from stripe.params import RefundCreateParams
+from stripe.params import RefundCreateParams, RefundListParams
 
 from connect.profiles import ChargeType
 
@@ -60,3 +60,22 @@ async def create_refund(
         options["stripe_account"] = stripe_account
     refund = await client.v1.refunds.create_async(params=params, options=options)
     return CreatedRefund(id=refund.id, status=refund.status)
+
+
+async def find_refund(
+    client: stripe.StripeClient, payment_intent: str, stripe_account: str | None, refund_id: str
+) -> CreatedRefund | None:
+    """The refund our row `refund_id` made on `payment_intent`, found by its metadata, or None.
+
+    For a create that Stripe refuses as `charge_already_refunded`: the first attempt reached Stripe but
+    its answer was never recorded, and the retry came after Stripe's 24-hour idempotency window (a dead
+    message replayed a day later), so the key no longer finds it. Read where the refund lives (the
+    connected account for a direct charge)."""
+    params: RefundListParams = {"payment_intent": payment_intent, "limit": 100}
+    options: stripe.RequestOptions = {} if stripe_account is None else {"stripe_account": stripe_account}
+    page = await client.v1.refunds.list_async(params=params, options=options)
+    async for refund in page.auto_paging_iter():
+        metadata = refund.to_dict().get("metadata") or {}
+        if metadata.get("refund_id") == refund_id:
+            return CreatedRefund(id=refund.id, status=refund.status)
+    return None

@@ -108,7 +108,7 @@ class Settings:
     # Checkout (docs/charges.md): where Stripe sends the buyer back, and the session's terms.
     checkout_success_url: str = ""  # carries ?order_id=…&session_id={CHECKOUT_SESSION_ID} when sent
     checkout_cancel_url: str = ""
-    checkout_expires_minutes: int = 60  # Stripe's bounds: 30 min to 24 h
+    checkout_expires_minutes: int = 60  # 31 min (Stripe's 30, and a minute to reach it) to 24 h
     checkout_allow_promotion_codes: bool = False
     checkout_on_behalf_of: bool = False  # destination charges: the seller is the merchant of record
     checkout_reuse_seconds: int = 600  # a repeated POST /checkout of the same cart returns its order
@@ -303,7 +303,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         elif _origin(url) not in origins:
             problems.append(f"{name} must be on one of the allowed redirect origins ({', '.join(origins)})")
         checkout_urls[name] = url
-    checkout_expires = _int(env, "CHECKOUT_EXPIRES_MINUTES", 60, problems, minimum=30)
+    # Stripe wants expires_at 30 min to 24 h after the session's creation, which comes a little after the
+    # order (and its expires_at) is written, and again on a retry: one minute of margin at the short end.
+    checkout_expires = _int(env, "CHECKOUT_EXPIRES_MINUTES", 60, problems, minimum=31)
     if checkout_expires > 24 * 60:
         problems.append("CHECKOUT_EXPIRES_MINUTES must be at most 1440 (Stripe's 24 hours)")
 

@@ -278,7 +278,10 @@ async def checkout(client: stripe.StripeClient, settings: Settings, buyer: Buyer
         try:
             session = await create_session(client, params, stripe_account, idem_key)
         except stripe.StripeError as exc:
-            raise await _refusal(order, exc) from exc
+            outcome = await _refusal(order, exc)
+            if isinstance(outcome, CreatedSession):
+                return outcome  # refused, but a concurrent checkout of this order recorded its session
+            raise outcome from exc
         return session
 
     async def record(written: CheckoutResult, session: CreatedSession | None) -> CheckoutResult:
@@ -349,7 +352,7 @@ async def _write_order(
     values = (
         key,
         now - timedelta(seconds=settings.checkout_reuse_seconds),
-        now + timedelta(minutes=30),  # Stripe's shortest session: an older order's session would be refused
+        now + timedelta(minutes=31),  # Stripe's shortest session and a minute: an older one would be refused
         uuid.uuid4(),
         buyer.principal_id,
         buyer.email,
@@ -406,8 +409,12 @@ def _session_request(settings: Settings, order: OrderRow, lines: list[OrderLineR
     )
 
 
-async def _refusal(order: OrderRow, exc: stripe.StripeError) -> Problem:
-    """The problem for a Stripe error; a definitive one also moves the order to failed with the code."""
+async def _refusal(order: OrderRow, exc: stripe.StripeError) -> Problem | CreatedSession:
+    """The problem for a Stripe error; a definitive one also moves the order to failed with the code.
+
+    The recorded session instead when the order has one by then (a concurrent checkout of the same order
+    made it, and this request's re-send was refused, e.g. with parameters a rolling deploy changed): the
+    order is the buyer's to pay, not failed."""
     code = stripe_code(exc) or ("idempotency_error" if isinstance(exc, stripe.IdempotencyError) else None)
     log.warning(
         "checkout session for order %s failed: %s (code=%s, request=%s)",
@@ -423,10 +430,18 @@ async def _refusal(order: OrderRow, exc: stripe.StripeError) -> Problem:
             order_id=str(order.id),
         )
     words = _PLAIN_WORDS.get(code or "", _GENERIC)
-    await states.move(
+    moved = await states.move(
         order.id,
         OrderStatus.failed,
         reason=exc.user_message or words,
         values={"stripe_error_code": (code or type(exc).__name__)[:64]},
+        session_unrecorded=True,
     )
+    if moved is None:
+        current = await order_by_id(order.id)
+        if current is not None and current.checkout_session_id and current.checkout_url:
+            log.warning(
+                "order %s keeps the session %s a concurrent checkout recorded", order.id, current.checkout_session_id
+            )
+            return CreatedSession(current.checkout_session_id, current.checkout_url)
     return CheckoutRefused(words, order_id=str(order.id), order_status="failed", stripe_code=code)

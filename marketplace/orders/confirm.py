@@ -63,7 +63,8 @@ CONFIRMATIONS = "order_confirmations_total"
 METRICS.describe(
     CONFIRMATIONS,
     "counter",
-    "confirm_order outcomes (paid, oversold, already, unpaid, mismatch) by caller kind (webhook, verify, …).",
+    "confirm_order outcomes (paid, oversold, already, unpaid, mismatch, paid_but_closed) by caller kind "
+    "(webhook, verify, …).",
 )
 
 Kick = Callable[[], Awaitable[None]]  # asks for the outbox to be delivered now (best effort; a cron follows)
@@ -89,7 +90,10 @@ def _kind(source: str) -> str:
 def ownership_mismatches(order: OrderRow, session: SessionFacts) -> list[tuple[str, Any, Any]]:
     """(what, the order's value, the session's value) for every way the session is not this order's."""
     found: list[tuple[str, Any, Any]] = []
-    if order.checkout_session_id is not None and session.id != order.checkout_session_id:
+    # The session must be the one checkout recorded. None recorded is no wildcard: a buyer only ever gets
+    # a Checkout URL after it is recorded, while a seller with their own API keys (a direct charge's
+    # account) could make a session carrying the order's metadata, say 100 % off, and pay nothing.
+    if order.checkout_session_id is None or session.id != order.checkout_session_id:
         found.append(("session id", order.checkout_session_id, session.id))
     if session.metadata_order_id != str(order.id):
         found.append(("metadata.order_id", str(order.id), session.metadata_order_id))
@@ -178,6 +182,23 @@ async def confirm_order(
         count_shared(CONFIRMATIONS, outcome="unpaid", source=_kind(source))
         return Confirmation(order, won=False)
     if order.status not in states.ENTERED_FROM[OrderStatus.paid]:
+        if order.status in (OrderStatus.failed, OrderStatus.expired) and session.amount_total:
+            # Money taken for an order that will not be fulfilled: no guard should let this happen (an
+            # expired session cannot be paid; checkout fails only orders with no session recorded), so
+            # when it does, a person must look (and refund): an error line and its own count, never silence.
+            count_shared(CONFIRMATIONS, outcome="paid_but_closed", source=_kind(source))
+            log.error(
+                "order %s is %s but its session %s is paid (%d %s, PaymentIntent %s): not fulfilled, not "
+                "refunded; refund it by hand (seen by %s)",
+                order.id,
+                order.status.value,
+                session.id,
+                session.amount_total,
+                session.currency,
+                session.payment_intent_id,
+                source,
+            )
+            return Confirmation(order, won=False)
         count_shared(CONFIRMATIONS, outcome="already", source=_kind(source))
         return Confirmation(order, won=False)
     lines, seller_principal = await _lines_and_seller(order)

@@ -9,9 +9,12 @@ the caller gets None and changes nothing else. docs/orders.md draws the table.
 |---|---|---|
 | pending | processing | a delayed payment method was submitted (the session completed unpaid) |
 | pending, processing | paid | only the confirmation moves an order to paid, once (whoever comes first) |
-| pending, processing | failed | a definitive Stripe refusal at checkout, or a delayed payment that failed |
+| pending, processing | failed | a definitive refusal at checkout (no session recorded¹); a delayed payment failed |
 | pending | expired | the session expired unpaid; a processing order's payment is still settling |
 | pending, processing | oversold | paid, but the stock was gone: refunded in full, never fulfilled |
+
+¹ A refused re-send of an order's session request (say, its parameters changed in a rolling deploy) must not
+fail an order whose session a concurrent checkout recorded: the buyer may be paying it.
 """
 
 from __future__ import annotations
@@ -59,10 +62,12 @@ async def move(
     reason: str | None = None,
     values: Mapping[str, Any] | None = None,
     conn: asyncpg.Connection | None = None,
+    session_unrecorded: bool = False,
 ) -> asyncpg.Record | None:
     """Move the order to `to` if its status allows it (compare-and-set); the moved row, or None when not.
 
     `values`: other columns of `orders` set by the same statement (e.g. `stripe_error_code`), by name.
+    `session_unrecorded`: only while no Checkout Session is recorded on the order (checkout's refusal).
     With `conn` it runs in that connection's open transaction, so the move and its side effects commit
     together; without, it borrows a connection for the one statement.
     """
@@ -80,7 +85,9 @@ async def move(
     # The column names come from _SETTABLE, never from input; every value is bound.
     sql = (
         f"UPDATE orders SET status = $2, updated_at = now(){assignments}"  # noqa: S608
-        " WHERE id = $1 AND status = ANY($3::varchar[]) RETURNING *"
+        " WHERE id = $1 AND status = ANY($3::varchar[])"
+        + (" AND checkout_session_id IS NULL" if session_unrecorded else "")
+        + " RETURNING *"
     )
     args = (order_id, to.value, allowed, *(extra[name] for name in names))
     row: asyncpg.Record | None

@@ -27,7 +27,7 @@ import stripe
 from connect import calls
 from connect.idempotency import refund_key
 from connect.profiles import ChargeType
-from connect.refunds import CreatedRefund, RefundRequest, create_refund, refund_params
+from connect.refunds import CreatedRefund, RefundRequest, create_refund, find_refund, refund_params
 from marketplace.db import connection
 from marketplace.observability import METRICS, count_shared
 from marketplace.outbox.service import OutboxDelivery, add_message
@@ -169,6 +169,13 @@ async def issue_refund(client: stripe.StripeClient, refund_id: uuid.UUID) -> Ref
         except stripe.StripeError as exc:
             if is_transient(exc):
                 raise
+            if stripe_code(exc) == "charge_already_refunded":
+                # Perhaps by us, on an attempt whose answer was lost, past the key's 24 hours: look before
+                # calling the buyer owed (a transient failure of the lookup is retried like the create).
+                made = await find_refund(client, row.payment_intent_id, stripe_account, str(row.id))
+                if made is not None:
+                    log.warning("refund %s was made on an earlier attempt (%s); recorded now", row.id, made.id)
+                    return made
             return exc
 
     async def record(row: RefundRow, answer: CreatedRefund | stripe.StripeError | None) -> RefundRow:

@@ -100,7 +100,10 @@ def test_checkout_urls_must_be_on_an_allowed_origin() -> None:
     assert allowed.checkout_success_url == "https://shop.example/ok"
 
 
-@pytest.mark.parametrize("minutes", ["29", "1441", "soon"])
+@pytest.mark.parametrize("minutes", ["29", "30", "1441", "soon"])
 def test_checkout_expiry_stays_within_stripes_bounds(minutes: str) -> None:
+    """30 is Stripe's minimum from the session's creation, which comes after the order fixes expires_at:
+    a session asked for at exactly 30 minutes would arrive under it and be refused."""
     with pytest.raises(SettingsError, match="CHECKOUT_EXPIRES_MINUTES"):
         load_settings({**GOOD, "CHECKOUT_EXPIRES_MINUTES": minutes})
+    assert load_settings({**GOOD, "CHECKOUT_EXPIRES_MINUTES": "31"}).checkout_expires_minutes == 31

@@ -95,10 +95,6 @@ def test_a_direct_charge_session_must_have_been_read_as_the_orders_account() -> 
     assert [m[0] for m in ownership_mismatches(direct, facts(read_as="acct_other"))] == ["read as account"]
 
 
-def test_an_order_whose_session_was_not_recorded_accepts_the_session_naming_it() -> None:
-    assert ownership_mismatches(order(checkout_session_id=None), facts(id="cs_test_found")) == []
-
-
 def test_a_mismatch_names_both_sides_values() -> None:
     [(what, ours, theirs)] = amount_mismatches(order(), facts(amount_subtotal=5000, amount_total=4000))
     assert (what, ours, theirs) == ("amount_total", 5000, 4000)
@@ -181,3 +177,10 @@ def test_the_fee_taken_and_the_sellers_share_follow_what_stripe_charged() -> Non
     assert (discounted.fee_charged, discounted.seller_share) == (500, 2500)
     free = order(amount_paid=0, amount_discount=5000)  # no PaymentIntent, so no fee
     assert (free.fee_charged, free.seller_share) == (0, 0)
+
+
+def test_a_session_for_an_order_with_none_recorded_is_not_its_own() -> None:
+    """A direct charge's seller could make a session with the order's metadata on their own account."""
+    facts = SessionFacts.from_stripe(stripe_session(), None)
+    assert ownership_mismatches(order(), facts) == []
+    assert ownership_mismatches(order(checkout_session_id=None), facts) == [("session id", None, "cs_test_1")]
