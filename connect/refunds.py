@@ -79,3 +79,26 @@ async def find_refund(
         if metadata.get("refund_id") == refund_id:
             return CreatedRefund(id=refund.id, status=refund.status)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundState:
+    """A refund as Stripe shows it now: what a refund event's handler applies (never the snapshot)."""
+
+    id: str
+    status: str | None  # pending, requires_action, succeeded, failed, canceled
+    failure_reason: str | None
+    metadata_refund_id: str | None  # our row's id, when we made it
+
+
+async def retrieve_refund(client: stripe.StripeClient, refund_id: str, stripe_account: str | None) -> RefundState:
+    """Re-read a refund where it lives (the connected account for a direct charge)."""
+    options: stripe.RequestOptions = {} if stripe_account is None else {"stripe_account": stripe_account}
+    refund = (await client.v1.refunds.retrieve_async(refund_id, options=options)).to_dict()
+    metadata = refund.get("metadata") or {}
+    return RefundState(
+        id=str(refund["id"]),
+        status=refund.get("status"),
+        failure_reason=refund.get("failure_reason"),
+        metadata_refund_id=metadata.get("refund_id"),
+    )

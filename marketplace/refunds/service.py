@@ -27,7 +27,7 @@ import stripe
 from connect import calls
 from connect.idempotency import refund_key
 from connect.profiles import ChargeType
-from connect.refunds import CreatedRefund, RefundRequest, create_refund, find_refund, refund_params
+from connect.refunds import CreatedRefund, RefundRequest, RefundState, create_refund, find_refund, refund_params
 from marketplace.db import connection
 from marketplace.observability import METRICS, count_shared
 from marketplace.outbox.service import OutboxDelivery, add_message
@@ -38,7 +38,11 @@ log = logging.getLogger("marketplace.refunds")
 
 REFUND_CREATE = "refund.create"  # the outbox kind RefundSender takes
 REFUNDS = "refunds_total"
-METRICS.describe(REFUNDS, "counter", "Refunds by outcome (queued, created, refused) and reason.")
+METRICS.describe(
+    REFUNDS,
+    "counter",
+    "Refunds by outcome (queued, created, refused; failed or canceled at Stripe after it accepted them) and reason.",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,58 @@ async def refund_by_id(refund_id: uuid.UUID) -> RefundRow | None:
     async with connection() as conn:
         row = await conn.fetchrow("SELECT * FROM refunds WHERE id = $1", refund_id)
     return RefundRow.from_row(row) if row is not None else None
+
+
+# Stripe's refund statuses that end it: once one is recorded, a slower, older read never replaces it.
+_FINAL_STRIPE_STATUSES = ("failed", "canceled")
+
+
+async def record_stripe_state(row: RefundRow, state: RefundState) -> RefundRow:
+    """Apply a refund's state as Stripe shows it now (a refund event's re-read) to its row.
+
+    A row still `requested` (its create's answer was lost) becomes `created` with Stripe's id. A refund
+    that fails or is cancelled after Stripe accepted it (a closed card, say) leaves the buyer owed: an
+    error line and `refunds_total{outcome="failed"}`, once, for a person to act on."""
+    async with connection() as conn, conn.transaction():
+        # Events for one change arrive together: they queue here, and each sees what the previous wrote
+        # (a statement of its own, so its snapshot is taken after the lock), so a failure counts once.
+        before = await conn.fetchval("SELECT stripe_status FROM refunds WHERE id = $1 FOR UPDATE", row.id)
+        updated = await conn.fetchrow(
+            """
+            UPDATE refunds
+               SET stripe_status = $3,
+                   stripe_refund_id = coalesce(stripe_refund_id, $2),
+                   failure_code = coalesce($4, failure_code),
+                   status = CASE WHEN status = 'requested' THEN 'created' ELSE status END,
+                   updated_at = now()
+             WHERE id = $1 AND status <> 'refused' AND (stripe_refund_id IS NULL OR stripe_refund_id = $2)
+               AND (stripe_status IS NULL OR stripe_status <> ALL($5::varchar[]) OR $3 = ANY($5::varchar[]))
+         RETURNING *
+            """,
+            row.id,
+            state.id,
+            state.status,
+            state.failure_reason,
+            list(_FINAL_STRIPE_STATUSES),
+        )
+    if updated is None:
+        fresh = await refund_by_id(row.id)
+        assert fresh is not None
+        return fresh
+    recorded = RefundRow.from_row(updated)
+    if state.status in _FINAL_STRIPE_STATUSES and before != state.status:
+        count_shared(REFUNDS, outcome=state.status, reason=recorded.reason)
+        log.error(
+            "refund %s (%s) of order %s %s at Stripe (%s): a person must act, the buyer is owed %d %s",
+            recorded.id,
+            state.id,
+            recorded.order_id,
+            state.status,
+            state.failure_reason,
+            recorded.amount,
+            recorded.currency,
+        )
+    return recorded
 
 
 async def refunds_of(order_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[RefundRow]]:

@@ -114,3 +114,73 @@ async def test_a_paid_session_of_a_closed_order_is_reported_not_kept_silently(st
     async with connection() as conn:
         stock = await conn.fetchval("SELECT stock FROM listings WHERE id = $1", uuid.UUID(item["id"]))
     assert stock == 3
+
+
+@pytest.mark.parametrize(("profile", "charge_type"), PROFILES)
+async def test_a_refund_that_fails_after_stripe_took_it_is_followed_and_reported(
+    stack: Stack, profile: str, charge_type: str
+) -> None:
+    """An oversold order's refund is made, then fails at Stripe (a closed card): the refund events, on the
+    endpoint where it lives, are re-read and recorded, and the failure is counted for a person to act."""
+    auth, _, account_id = await active_seller(stack, profile)
+    item = await listing(stack, auth, stock=1)
+    first = await guest_order(stack, item)
+    late = await guest_order(stack, item, email="late-refund@example.com")
+    on = account_id if charge_type == "direct" else None
+    await stack.control.complete_checkout(first["session_id"], stripe_account=on)
+    await eventually_status(stack, first, "paid")
+    await stack.control.complete_checkout(late["session_id"], stripe_account=on)
+    await eventually_status(stack, late, "oversold")
+
+    async def refund_row() -> dict[str, Any] | None:
+        async with connection() as conn:
+            row = await conn.fetchrow('SELECT * FROM refunds WHERE "order" = $1', uuid.UUID(late["order"]["id"]))
+        return dict(row) if row is not None else None
+
+    made = await stack.eventually(refund_row, lambda r: r is not None and r["stripe_status"] == "succeeded")
+    assert made is not None
+    series = 'refunds_total{outcome="failed",reason="oversold"}'
+
+    async def failed_count() -> float:
+        return metric_value((await stack.api.get("/metrics")).text, series) or 0.0
+
+    before = await failed_count()
+    await stack.control.fail_refund(made["stripe_refund_id"])
+    failed = await stack.eventually(refund_row, lambda r: r is not None and r["stripe_status"] == "failed")
+    assert failed is not None
+    assert (failed["status"], failed["failure_code"]) == ("created", "expired_or_canceled_card")
+    await stack.eventually(failed_count, lambda n: n >= before + 1)
+    await stack.quiesce()
+    assert await failed_count() == before + 1  # four events for the one change: counted once
+    async with connection() as conn:
+        events = await conn.fetch(
+            "SELECT type, endpoint, status FROM stripe_events WHERE payload->'data'->'object'->>'id' = $1",
+            made["stripe_refund_id"],
+        )
+    endpoint = "connect" if charge_type == "direct" else "platform"
+    assert {(e["type"], e["endpoint"], e["status"]) for e in events} == {
+        (t, endpoint, "processed")
+        for t in ("refund.created", "refund.updated", "charge.refund.updated", "refund.failed")
+    }
+    answer = await stack.api.get(f"/orders/{late['order']['id']}", headers={"X-Order-Token": late["access_token"]})
+    assert [(r["status"], r["stripe_status"]) for r in answer.json()["refunds"]] == [("created", "failed")]
+
+
+async def test_a_refund_this_platform_did_not_make_is_not_ours(stack: Stack) -> None:
+    auth, _, _ = await active_seller(stack)
+    item = await listing(stack, auth, stock=None)
+    body = await guest_order(stack, item)
+    await stack.control.complete_checkout(body["session_id"])
+    await eventually_status(stack, body, "paid")
+    order = await order_row(body["order"]["id"])
+    # A refund made in the Dashboard, say: no refund_id of ours in its metadata.
+    theirs = await stack.stripe.v1.refunds.create_async(params={"payment_intent": order["payment_intent_id"]})
+    await stack.quiesce()
+    async with connection() as conn:
+        events = await conn.fetch(
+            "SELECT status, last_error FROM stripe_events WHERE payload->'data'->'object'->>'id' = $1", theirs.id
+        )
+        ours = await conn.fetchval('SELECT count(*) FROM refunds WHERE "order" = $1', order["id"])
+    assert events
+    assert {e["status"] for e in events} == {"not_ours"}
+    assert ours == 0

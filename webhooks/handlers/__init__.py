@@ -11,6 +11,7 @@ import importlib
 HANDLER_MODULES: list[str] = [
     "webhooks.handlers.accounts",
     "webhooks.handlers.checkout",
+    "webhooks.handlers.refunds",
 ]
 
 
