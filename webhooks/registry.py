@@ -26,6 +26,7 @@ Rules every handler follows (the pipeline delivers at least once, in any order):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -100,6 +101,24 @@ class NotOurs(Exception):
     def __init__(self, note: str) -> None:
         super().__init__(note)
         self.note = note
+
+
+def require_home(event: StoredEvent, lives_on: str | None, what: str) -> None:
+    """Raise `NotOurs` (after a security log line) unless `event` came from where its object lives: the
+    connected account `lives_on` (a direct charge's objects, on the Connect endpoint), or the platform
+    when None. `what` names the object in the log line and note (e.g. "order …'s session")."""
+    if event.account == lives_on:
+        return
+    logging.getLogger("marketplace.security").warning(
+        "security: %s %s for %s arrived as account %r on the %s endpoint; it lives on %r",
+        event.type,
+        event.id,
+        what,
+        event.account,
+        event.endpoint,
+        lives_on or "the platform",
+    )
+    raise NotOurs(f"{what} does not live on {event.account or 'the platform'}")
 
 
 class DuplicateHandlerError(RuntimeError):

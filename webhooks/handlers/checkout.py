@@ -27,10 +27,9 @@ from connect.checkout import retrieve_session
 from marketplace.orders.confirm import SessionMismatch, follow_session
 from marketplace.orders.service import order_by_id
 from marketplace.outbox.service import request_delivery
-from webhooks.registry import HandlerContext, NotOurs, StoredEvent, handles
+from webhooks.registry import HandlerContext, NotOurs, StoredEvent, handles, require_home
 
 log = logging.getLogger("webhooks.handlers.checkout")
-security_log = logging.getLogger("marketplace.security")
 
 CHECKOUT_EVENTS = (
     "checkout.session.completed",
@@ -55,17 +54,7 @@ async def checkout_session_changed(ctx: HandlerContext, event: StoredEvent) -> N
     if order is None:
         raise NotOurs(f"session {session_id} names order {order_id}, which does not exist here")
     lives_on = order.stripe_account_id if order.charge_type == "direct" else None
-    if event.account != lives_on:
-        security_log.warning(
-            "security: %s %s for order %s arrived as account %r on the %s endpoint; the order's session lives on %r",
-            event.type,
-            event.id,
-            order.id,
-            event.account,
-            event.endpoint,
-            lives_on or "the platform",
-        )
-        raise NotOurs(f"session {session_id}'s order {order.id} does not live on {event.account or 'the platform'}")
+    require_home(event, lives_on, f"session {session_id} of order {order.id}")
     session = await retrieve_session(ctx.stripe, session_id, lives_on)
     arq = ctx.arq
 

@@ -20,10 +20,9 @@ import uuid
 
 from connect.refunds import retrieve_refund
 from marketplace.refunds.service import record_stripe_state, refund_by_id
-from webhooks.registry import HandlerContext, NotOurs, StoredEvent, handles
+from webhooks.registry import HandlerContext, NotOurs, StoredEvent, handles, require_home
 
 log = logging.getLogger("webhooks.handlers.refunds")
-security_log = logging.getLogger("marketplace.security")
 
 REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
 
@@ -43,16 +42,7 @@ async def refund_changed(ctx: HandlerContext, event: StoredEvent) -> None:
     if row is None:
         raise NotOurs(f"refund {stripe_refund_id} names refund {row_id}, which does not exist here")
     lives_on = row.stripe_account_id if row.charge_type == "direct" else None
-    if event.account != lives_on:
-        security_log.warning(
-            "security: %s %s for refund %s arrived as account %r; the refund lives on %r",
-            event.type,
-            event.id,
-            row.id,
-            event.account,
-            lives_on or "the platform",
-        )
-        raise NotOurs(f"refund {row.id} does not live on {event.account or 'the platform'}")
+    require_home(event, lives_on, f"refund {stripe_refund_id} of refund {row.id}")
     state = await retrieve_refund(ctx.stripe, stripe_refund_id, lives_on)
     if state.metadata_refund_id != str(row.id) or (row.stripe_refund_id not in (None, state.id)):
         raise NotOurs(f"refund {stripe_refund_id} as Stripe shows it is not refund {row.id}'s")
