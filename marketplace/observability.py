@@ -39,7 +39,7 @@ _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("reques
 _CAPABILITY_IN_PATH = re.compile(r"(/sellers/onboarding/)[^/]+")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 _PATTERNS = re.compile(
-    r"(sk|rk)_(live|test)_[A-Za-z0-9]+|whsec_[A-Za-z0-9+/=_-]+|mkt_[A-Za-z0-9_-]{10,}|ord_[A-Za-z0-9_-]{10,}|(?i:bearer)\s+[^\s\"',]+"
+    r"(sk|rk)_(live|test)_[A-Za-z0-9]+|whsec_[A-Za-z0-9+/=_-]+|(?<![A-Za-z0-9_])(?:mkt|ord)_[A-Za-z0-9_-]{10,}|(?i:bearer)\s+[^\s\"',]+"
 )
 
 

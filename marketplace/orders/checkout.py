@@ -26,7 +26,7 @@ import hashlib
 import json
 import logging
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import stripe
@@ -93,12 +93,13 @@ class Buyer:
     # a credential (anyone may type it), so it alone never finds an order; without a key no two guest
     # checkouts are the same (each makes its own order).
     attempt: str | None = None
+    _once: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False)  # a keyless guest's, per checkout
 
     @property
     def identity(self) -> str:
         if self.principal_id:
             return f"buyer:{self.principal_id}"
-        attempt = hashlib.sha256(self.attempt.encode()).hexdigest() if self.attempt else f"once:{uuid.uuid4()}"
+        attempt = hashlib.sha256(self.attempt.encode()).hexdigest() if self.attempt else f"once:{self._once}"
         return f"guest:{self.email.lower()}:{attempt}"
 
 

@@ -146,13 +146,13 @@ async def order_for_caller(
 async def order_for_payer(
     order_id: uuid.UUID, principal: AuthenticatedPrincipal | None, order_token: str | None
 ) -> OrderRow:
-    """The order if the caller is the one who pays it (its buyer, or a guest holding one of its tokens):
+    """The order if the caller is the one who pays it (its buyer, or whoever holds one of its guest tokens):
     what verify needs. Its seller and admins read it (`order_for_caller`) but get 404 here."""
     order = await order_by_id(order_id)
     if order is not None:
         if principal is not None and principal.role is Role.buyer and order.buyer == principal.id:
             return order
-        if principal is None and await _holds_token(order, order_token):
+        if await _holds_token(order, order_token):
             return order
     raise NotFound(f"No order with id {order_id}.")
 

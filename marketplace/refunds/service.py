@@ -163,19 +163,27 @@ async def record_stripe_state(row: RefundRow, state: RefundState) -> RefundRow:
         assert fresh is not None
         return fresh
     recorded = RefundRow.from_row(updated)
-    if state.status in _FINAL_STRIPE_STATUSES and before != state.status:
-        count_shared(REFUNDS, outcome=state.status, reason=recorded.reason)
-        log.error(
-            "refund %s (%s) of order %s %s at Stripe (%s): a person must act, the buyer is owed %d %s",
-            recorded.id,
-            state.id,
-            recorded.order_id,
-            state.status,
-            state.failure_reason,
-            recorded.amount,
-            recorded.currency,
-        )
+    _report_if_ended(recorded, before, state.failure_reason)
     return recorded
+
+
+def _report_if_ended(recorded: RefundRow, before: str | None, failure_reason: str | None) -> None:
+    """Once per refund, when Stripe's status has just become failed or canceled (from the create's answer
+    or from an event's re-read): the buyer is owed, so an error line and a count for a person to act."""
+    status = recorded.stripe_status
+    if status not in _FINAL_STRIPE_STATUSES or before == status:
+        return
+    count_shared(REFUNDS, outcome=status, reason=recorded.reason)
+    log.error(
+        "refund %s (%s) of order %s %s at Stripe (%s): a person must act, the buyer is owed %d %s",
+        recorded.id,
+        recorded.stripe_refund_id,
+        recorded.order_id,
+        status,
+        failure_reason,
+        recorded.amount,
+        recorded.currency,
+    )
 
 
 async def refunds_of(order_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[RefundRow]]:
@@ -265,6 +273,7 @@ async def issue_refund(client: stripe.StripeClient, refund_id: uuid.UUID) -> Ref
         recorded = RefundRow.from_row(updated)
         if recorded.status is RefundStatus.created:
             count_shared(REFUNDS, outcome="created", reason=recorded.reason)
+            _report_if_ended(recorded, row.stripe_status, None)  # a refund can come back failed at once
             log.info(
                 "refund %s of order %s made: %s (%s)",
                 recorded.id,

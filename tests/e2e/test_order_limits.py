@@ -81,3 +81,7 @@ async def test_only_the_one_who_pays_verifies_the_seller_and_admins_read_it(stac
         if headers:
             assert (await stack.api.get(f"/orders/{order_id}", headers=headers)).status_code == 200
     assert (await verify(stack, body)).status_code == 200
+    # The guest's token proves the payer whatever bearer token comes with it.
+    url = f"/orders/{order_id}/verify"
+    both = {**auth, "X-Order-Token": body["access_token"]}
+    assert (await stack.api.post(url, json={"session_id": body["session_id"]}, headers=both)).status_code == 200

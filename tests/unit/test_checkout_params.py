@@ -107,3 +107,15 @@ def test_checkout_expiry_stays_within_stripes_bounds(minutes: str) -> None:
     with pytest.raises(SettingsError, match="CHECKOUT_EXPIRES_MINUTES"):
         load_settings({**GOOD, "CHECKOUT_EXPIRES_MINUTES": minutes})
     assert load_settings({**GOOD, "CHECKOUT_EXPIRES_MINUTES": "31"}).checkout_expires_minutes == 31
+
+
+def test_a_guests_identity_is_their_key_and_without_one_never_another_checkouts() -> None:
+    from marketplace.orders.checkout import Buyer
+
+    keyless = Buyer(None, "Guest@Example.com")
+    assert keyless.identity == keyless.identity  # one checkout, one identity, however often it is read
+    assert keyless.identity != Buyer(None, "guest@example.com").identity  # an email alone finds nothing
+    keyed = Buyer(None, "Guest@Example.com", "attempt-1")
+    assert keyed.identity == Buyer(None, "guest@example.com", "attempt-1").identity
+    assert keyed.identity != Buyer(None, "guest@example.com", "attempt-2").identity
+    assert "attempt-1" not in keyed.identity  # the key is kept only as its hash

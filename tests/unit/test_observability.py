@@ -142,3 +142,5 @@ def test_guest_order_tokens_are_masked_like_every_other_credential() -> None:
     masked = redact(f"X-Order-Token: {token} and Bearer mkt_abcdefghijklmnop")
     assert token not in masked
     assert "mkt_abcdefghijklmnop" not in masked
+    # …but not an identifier that merely contains the prefix (a traceback's `record_stripe_state`).
+    assert redact("in record_stripe_state") == "in record_stripe_state"
