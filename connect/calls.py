@@ -17,7 +17,7 @@ larger ticket was stored first. Nothing is locked across the read; reads of one 
 and the newest-started one wins.
 
 Both refuse to run inside an open transaction: a marketplace process registers its probe
-(`forbid_inside`, done by `marketplace.db`), so a caller that forgot it is in `DB.transaction()` fails
+(`forbid_inside`, done by `marketplace.lib.db`), so a caller that forgot it is in `DB.transaction()` fails
 loudly in tests instead of holding a connection for the length of a Stripe call.
 """
 

@@ -10,7 +10,7 @@ from typing import Any
 import stripe
 
 # Seconds spent waiting for Stripe in the current request (a list per request, set by whoever serves it:
-# `marketplace.observability.RequestIdMiddleware`), for the access log and the Server-Timing header.
+# `marketplace.lib.observability.RequestIdMiddleware`), for the access log and the Server-Timing header.
 stripe_seconds: ContextVar[list[float] | None] = ContextVar("stripe_seconds", default=None)
 
 

@@ -20,13 +20,13 @@ async def forwards():
     manager = MigrationManager(migration_id=ID, app_name="marketplace", description=DESCRIPTION)
 
     async def create_indexes():
-        from marketplace.db import DB
+        from marketplace.lib.db import DB
 
         for name, definition in INDEXES.items():
             await DB.run_ddl(f"CREATE INDEX IF NOT EXISTS {name} {definition}")
 
     async def drop_indexes():
-        from marketplace.db import DB
+        from marketplace.lib.db import DB
 
         for name in INDEXES:
             await DB.run_ddl(f"DROP INDEX IF EXISTS {name}")

@@ -13,7 +13,7 @@ async def forwards():
     manager = MigrationManager(migration_id=ID, app_name="marketplace", description=DESCRIPTION)
 
     async def forget_states():
-        from marketplace.db import DB
+        from marketplace.lib.db import DB
 
         await DB.run_ddl(FORGET_STATES)
 

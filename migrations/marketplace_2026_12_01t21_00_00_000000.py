@@ -33,7 +33,7 @@ class _ColumnsThenBackfill(MigrationManager):
     columns: they run after the generated steps instead, in the same transaction (nested: reused)."""
 
     async def run(self, backwards: bool = False):
-        from marketplace.db import DB
+        from marketplace.lib.db import DB
 
         async with DB.transaction():
             await super().run(backwards=backwards)
@@ -142,7 +142,7 @@ async def forwards():
     )
 
     async def drop_indexes():
-        from marketplace.db import DB
+        from marketplace.lib.db import DB
 
         for name in INDEXES:
             await DB.run_ddl(f"DROP INDEX IF EXISTS {name}")

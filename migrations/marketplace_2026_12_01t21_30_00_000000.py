@@ -12,13 +12,13 @@ async def forwards():
     manager = MigrationManager(migration_id=ID, app_name="marketplace", description=DESCRIPTION)
 
     async def forwards_sql():
-        from marketplace.db import DB
+        from marketplace.lib.db import DB
 
         for statement in FORWARDS:
             await DB.run_ddl(statement)
 
     async def backwards_sql():
-        from marketplace.db import DB
+        from marketplace.lib.db import DB
 
         for statement in BACKWARDS:
             await DB.run_ddl(statement)

@@ -69,7 +69,7 @@ BACKWARDS = ("DROP TABLE IF EXISTS listings",)
 
 
 async def forwards():
-    from marketplace.migrate import sql_migration
+    from marketplace.lib.migrate import sql_migration
 
     manager = sql_migration(FORWARDS, BACKWARDS)(migration_id=ID, app_name="marketplace", description=DESCRIPTION)
 

@@ -37,8 +37,8 @@ import uvicorn
 from litestar import Litestar
 
 from connect.client import build_stripe_client, close_stripe_client
-from marketplace.app import create_app
-from marketplace.settings import Settings, load_settings
+from marketplace.lib.settings import Settings, load_settings
+from marketplace.server.app import create_app
 
 PLATFORM_SECRET = "whsec_test_platform_1"
 CONNECT_SECRET = "whsec_test_connect_1"
@@ -90,7 +90,7 @@ def _with_database(url: str, name: str) -> str:
 @pytest.fixture(scope="session")
 async def database(pg_server_url: str) -> AsyncIterator[str]:
     """A fresh database for this session, migrated once; dropped afterwards."""
-    from marketplace.migrate import migrate
+    from marketplace.lib.migrate import migrate
 
     name = f"test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(pg_server_url)

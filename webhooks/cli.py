@@ -8,7 +8,7 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
-from marketplace.settings import Settings
+from marketplace.lib.settings import Settings
 from webhooks.tables import EventStatus
 
 
@@ -36,8 +36,8 @@ def _base_url(text: str) -> str:
 
 
 async def _replay(settings: Settings, args: argparse.Namespace) -> int:
-    from marketplace.db import start_database, stop_database
-    from marketplace.queue import arq_pool
+    from marketplace.lib.db import start_database, stop_database
+    from marketplace.lib.queue import arq_pool
     from webhooks import store
     from webhooks.queueing import enqueue_event
 
@@ -76,7 +76,7 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _list(settings: Settings, args: argparse.Namespace) -> int:
-    from marketplace.db import start_database, stop_database
+    from marketplace.lib.db import start_database, stop_database
     from webhooks import store
 
     await start_database(settings.database_url.reveal(), max_size=1)
@@ -95,7 +95,7 @@ async def _list(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _register(settings: Settings, args: argparse.Namespace) -> int:
     from connect.client import build_stripe_client, close_stripe_client
-    from marketplace.db import start_database, stop_database
+    from marketplace.lib.db import start_database, stop_database
     from webhooks.registration import ensure_endpoints
 
     # Registration rows are written before each create (idempotency keys derive from them).
@@ -127,13 +127,13 @@ async def _register(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run(coro_fn: Any) -> Any:
-    """A command: the CLI's settings (`marketplace.devstack.cli_settings`), then the coroutine.
+    """A command: the CLI's settings (`marketplace.devtools.devstack.cli_settings`), then the coroutine.
 
-    Failures (bad settings, a service down, a refusal) reach `marketplace.cli.main`, which prints one line.
+    Failures (bad settings, a service down, a refusal) reach `marketplace.server.cli.main`, which prints one line.
     """
 
     def command(args: argparse.Namespace) -> int:
-        from marketplace.devstack import cli_settings
+        from marketplace.devtools.devstack import cli_settings
 
         result: int = asyncio.run(coro_fn(cli_settings(), args))
         return result

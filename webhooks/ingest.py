@@ -17,10 +17,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 import stripe
 
-from marketplace.observability import METRICS
-from marketplace.problems import RETRY_AFTER_SECONDS, Problem, Unavailable
-from marketplace.schemas import STRIPE_TOKEN
-from marketplace.settings import Secret, Settings
+from marketplace.lib.observability import METRICS
+from marketplace.lib.problems import RETRY_AFTER_SECONDS, Problem, Unavailable
+from marketplace.lib.schemas import STRIPE_TOKEN
+from marketplace.lib.settings import Secret, Settings
 from webhooks import store
 from webhooks.registry import Endpoint
 from webhooks.tables import EventStatus

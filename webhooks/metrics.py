@@ -1,7 +1,7 @@
 """What the webhook worker counts, kept in Redis so that the API's `/metrics` shows it.
 
 The worker serves no HTTP, so its counts are shared through Redis (in batches:
-`marketplace.observability.SharedCounts`) and every API process renders the totals at scrape time. The
+`marketplace.lib.observability.SharedCounts`) and every API process renders the totals at scrape time. The
 descriptions are registered here, imported by the routes (which render them) and by the worker (which
 counts them).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from marketplace.observability import METRICS, flush_shared_counts, shared_counts
+from marketplace.lib.observability import METRICS, flush_shared_counts, shared_counts
 
 PROCESSED = "webhook_events_processed_total"
 LAG_SUM = "webhook_processing_lag_seconds_sum"

@@ -30,7 +30,7 @@ from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from redis.exceptions import NoScriptError
 
-from marketplace.observability import METRICS
+from marketplace.lib.observability import METRICS
 
 log = logging.getLogger("webhooks.queue")
 

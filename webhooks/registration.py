@@ -35,7 +35,7 @@ import asyncpg
 import stripe
 from stripe.params import WebhookEndpointCreateParams, WebhookEndpointListParams, WebhookEndpointUpdateParams
 
-from marketplace.db import DB
+from marketplace.lib.db import DB
 from webhooks.registry import ENDPOINT_PATHS, ENDPOINTS, Endpoint, event_types_for, handled_event_types
 
 log = logging.getLogger("webhooks.registration")

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import stripe
 from arq.connections import ArqRedis
 
-from marketplace.settings import Settings
+from marketplace.lib.settings import Settings
 
 Endpoint = Literal["platform", "connect"]
 ENDPOINTS: tuple[Endpoint, ...] = ("platform", "connect")

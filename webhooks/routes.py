@@ -26,12 +26,19 @@ from litestar.types import (
 
 import webhooks.metrics  # noqa: F401  # describes the worker's counters, which /metrics renders from Redis
 from marketplace.auth.guards import admin_only
-from marketplace.bodies import read_body_chunk
-from marketplace.deps import ArqDep, SettingsDep
-from marketplace.observability import METRICS
-from marketplace.problems import PROBLEM_JSON, Conflict, NotFound, Problem, body_of
-from marketplace.schemas import EVENT_CURSOR, SINGLE_LINE, STRIPE_ID_PATTERN, STRIPE_TOKEN, EventCursor, StripeEventId
-from marketplace.settings import Settings
+from marketplace.lib.bodies import read_body_chunk
+from marketplace.lib.deps import ArqDep, SettingsDep
+from marketplace.lib.observability import METRICS
+from marketplace.lib.problems import PROBLEM_JSON, Conflict, NotFound, Problem, body_of
+from marketplace.lib.schemas import (
+    EVENT_CURSOR,
+    SINGLE_LINE,
+    STRIPE_ID_PATTERN,
+    STRIPE_TOKEN,
+    EventCursor,
+    StripeEventId,
+)
+from marketplace.lib.settings import Settings
 from webhooks import store
 from webhooks.ingest import (
     MAX_CREATED,

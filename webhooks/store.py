@@ -35,7 +35,7 @@ from typing import Any, Literal, cast
 
 import asyncpg
 
-from marketplace.db import close_pool, connection, keep_session
+from marketplace.lib.db import close_pool, connection, keep_session
 from webhooks.registry import Endpoint, StoredEvent
 from webhooks.tables import EventStatus
 

@@ -16,7 +16,7 @@ from piccolo.columns import JSONB, Boolean, Integer, Serial, Text, Timestamptz, 
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
-from marketplace.db import DB
+from marketplace.lib.db import DB
 
 
 class EventStatus(StrEnum):

@@ -12,7 +12,7 @@ deploy an event an old worker parked is processed by a new one. Retention prunes
 ignored events after `EVENT_RETENTION_DAYS`. Outcomes are counted in Redis (`webhooks.metrics`), for
 the API's `/metrics`.
 
-`marketplace/worker.py` puts `settings`, `stripe` and `redis` in `ctx`; `webhook_backoff_base`
+`marketplace/server/worker.py` puts `settings`, `stripe` and `redis` in `ctx`; `webhook_backoff_base`
 (seconds) in `ctx` replaces the 30 s backoff base (tests make retries fast with it).
 """
 
@@ -31,8 +31,8 @@ from arq.constants import job_key_prefix
 from arq.cron import CronJob
 from arq.worker import Function, func
 
-from marketplace.observability import redact
-from marketplace.settings import Settings
+from marketplace.lib.observability import redact
+from marketplace.lib.settings import Settings
 from webhooks import store
 from webhooks.metrics import count_outcome, count_sweep, flush_counts
 from webhooks.queueing import BACKOFF_BASE_SECONDS, backoff, enqueue_event, enqueuer_for, job_id_for

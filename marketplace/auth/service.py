@@ -12,7 +12,7 @@ from piccolo.table import Table
 
 from marketplace.auth.tables import ApiToken, Principal, Role
 from marketplace.auth.tokens import hash_token, looks_like_token, mint_token
-from marketplace.problems import NotFound
+from marketplace.lib.problems import NotFound
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from enum import StrEnum
 from piccolo.columns import UUID, ForeignKey, OnDelete, Timestamptz, Varchar
 from piccolo.table import Table
 
-from marketplace.db import DB
+from marketplace.lib.db import DB
 
 
 class Role(StrEnum):

@@ -14,8 +14,8 @@ from marketplace.auth.service import create_principal
 from marketplace.auth.tables import Role
 from marketplace.buyers.schemas import BuyerOut, BuyerSignup, BuyerSignupResult
 from marketplace.buyers.tables import Buyer
-from marketplace.deps import DatabaseDep, PrincipalDep
-from marketplace.problems import NotFound
+from marketplace.lib.deps import DatabaseDep, PrincipalDep
+from marketplace.lib.problems import NotFound
 
 
 def _out(row: dict[str, object]) -> BuyerOut:

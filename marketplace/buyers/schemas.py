@@ -7,7 +7,7 @@ from datetime import datetime
 
 import msgspec
 
-from marketplace.schemas import DisplayName, Email
+from marketplace.lib.schemas import DisplayName, Email
 
 
 class BuyerSignup(msgspec.Struct, forbid_unknown_fields=True):

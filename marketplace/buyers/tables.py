@@ -6,7 +6,7 @@ from piccolo.columns import UUID, ForeignKey, OnDelete, Timestamptz, Varchar
 from piccolo.table import Table
 
 from marketplace.auth.tables import Principal
-from marketplace.db import DB
+from marketplace.lib.db import DB
 
 
 class Buyer(Table, tablename="buyers", db=DB):

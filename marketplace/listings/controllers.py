@@ -10,7 +10,9 @@ from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from marketplace.auth.guards import seller_only
-from marketplace.deps import PrincipalDep
+from marketplace.lib.deps import PrincipalDep
+from marketplace.lib.problems import NotFound, Problem
+from marketplace.lib.schemas import ROW_CURSOR, CurrencyCode, Cursor
 from marketplace.listings import service
 from marketplace.listings.schemas import (
     ListingCreate,
@@ -22,8 +24,6 @@ from marketplace.listings.schemas import (
 )
 from marketplace.listings.service import InvalidListing, ListingChanges, ListingFields, Position
 from marketplace.listings.tables import ListingRow
-from marketplace.problems import NotFound, Problem
-from marketplace.schemas import ROW_CURSOR, CurrencyCode, Cursor
 from marketplace.sellers.accounts import seller_for_principal
 
 BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]

@@ -17,7 +17,7 @@ from typing import Annotated, Any, ClassVar
 import msgspec
 
 from connect.currencies import MAXIMUM_AMOUNT, SUPPORTED_CURRENCIES, amount_step, minimum_charge
-from marketplace.schemas import MULTI_LINE, NOT_BLANK_LINE, CurrencyCode
+from marketplace.lib.schemas import MULTI_LINE, NOT_BLANK_LINE, CurrencyCode
 
 MAXIMUM_STOCK = 1_000_000
 MAXIMUM_DESCRIPTION = 5000

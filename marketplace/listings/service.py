@@ -27,10 +27,10 @@ from piccolo.query import Select, WhereRaw
 
 from connect.currencies import charge_amount_problem, is_supported, normalize
 from marketplace.auth.service import AuthenticatedPrincipal, get_owned_or_404
-from marketplace.db import DB
+from marketplace.lib.db import DB
+from marketplace.lib.problems import NotFound, Problem
 from marketplace.listings.schemas import MAXIMUM_DESCRIPTION, MAXIMUM_STOCK
 from marketplace.listings.tables import Listing, ListingRow
-from marketplace.problems import NotFound, Problem
 from marketplace.sellers.eligibility import sellers_shown_to_buyers
 
 MAXIMUM_TITLE = 200

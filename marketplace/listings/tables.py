@@ -17,7 +17,7 @@ from typing import Any
 from piccolo.columns import UUID, BigInt, Boolean, ForeignKey, Integer, OnDelete, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
-from marketplace.db import DB
+from marketplace.lib.db import DB
 from marketplace.sellers.tables import Seller
 
 

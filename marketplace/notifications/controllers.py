@@ -12,9 +12,9 @@ from litestar.params import QueryParameter
 
 from marketplace.auth.guards import require_role
 from marketplace.auth.tables import Role
-from marketplace.deps import PrincipalDep
+from marketplace.lib.deps import PrincipalDep
+from marketplace.lib.schemas import Cursor
 from marketplace.notifications.service import InvalidNotificationCursor, notifications_page
-from marketplace.schemas import Cursor
 
 
 class NotificationOut(msgspec.Struct):

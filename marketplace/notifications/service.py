@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from connect.currencies import format_amount
-from marketplace.db import connection
+from marketplace.lib.db import connection
+from marketplace.lib.problems import Problem
+from marketplace.lib.schemas import ROW_CURSOR
 from marketplace.outbox.service import LogNotifier, OutboxDelivery
-from marketplace.problems import Problem
-from marketplace.schemas import ROW_CURSOR
 
 # What each kind says, in a sentence built from its payload (never anything a payload did not carry).
 _SUBJECTS = {

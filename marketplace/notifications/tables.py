@@ -10,7 +10,7 @@ from piccolo.columns import JSONB, UUID, ForeignKey, OnDelete, Text, Timestamptz
 from piccolo.table import Table
 
 from marketplace.auth.tables import Principal
-from marketplace.db import DB
+from marketplace.lib.db import DB
 
 
 class Notification(Table, tablename="notifications", db=DB):

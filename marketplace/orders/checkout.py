@@ -46,7 +46,10 @@ from connect.idempotency import checkout_key
 from marketplace.auth.service import AuthenticatedPrincipal
 from marketplace.auth.tables import Principal, Role
 from marketplace.auth.tokens import hash_token, mint_order_token
-from marketplace.db import connection
+from marketplace.lib.db import connection
+from marketplace.lib.problems import Problem, Unavailable
+from marketplace.lib.settings import Settings
+from marketplace.lib.stripe_errors import is_transient, stripe_code
 from marketplace.listings.tables import Listing, ListingRow
 from marketplace.orders import states
 from marketplace.orders.errors import (
@@ -61,13 +64,10 @@ from marketplace.orders.errors import (
 from marketplace.orders.schemas import CheckoutIn
 from marketplace.orders.service import OrderLineRow, OrderRow, lines_of, order_by_id
 from marketplace.orders.states import OrderStatus
-from marketplace.problems import Problem, Unavailable
 from marketplace.sellers.accounts import AccountRow
 from marketplace.sellers.eligibility import SellingTerms, terms_for
 from marketplace.sellers.fees import combine, stored_override
 from marketplace.sellers.tables import ConnectedAccount, Seller
-from marketplace.settings import Settings
-from marketplace.stripe_errors import is_transient, stripe_code
 
 log = logging.getLogger("marketplace.checkout")
 

@@ -46,13 +46,13 @@ from typing import Any
 import asyncpg
 
 from connect.checkout import SessionFacts
-from marketplace.db import connection
-from marketplace.observability import METRICS, count_shared
+from marketplace.lib.db import connection
+from marketplace.lib.observability import METRICS, count_shared
+from marketplace.lib.problems import NotFound, Problem
 from marketplace.orders import states
 from marketplace.orders.service import OrderLineRow, OrderRow, order_by_id
 from marketplace.orders.states import OrderStatus
 from marketplace.outbox.service import add_messages
-from marketplace.problems import NotFound, Problem
 from marketplace.refunds.service import REFUNDS, queue_refund
 from marketplace.refunds.tables import RefundReason
 

@@ -12,7 +12,12 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from marketplace.auth.guards import buyer_only, optional_principal, seller_only
 from marketplace.auth.service import AuthenticatedPrincipal
-from marketplace.deps import ArqDep, PrincipalDep, SettingsDep, StripeDep
+from marketplace.lib.deps import ArqDep, PrincipalDep, SettingsDep, StripeDep
+from marketplace.lib.problems import NotFound, TooManyRequests, Unavailable
+from marketplace.lib.ratelimit import Limit as RateLimit
+from marketplace.lib.ratelimit import client_address, enforce
+from marketplace.lib.schemas import Cursor
+from marketplace.lib.settings import Settings
 from marketplace.orders import checkout as checkout_service
 from marketplace.orders import verify as verify_service
 from marketplace.orders.confirm import SessionMismatch
@@ -44,14 +49,9 @@ from marketplace.orders.service import (
     orders_page,
 )
 from marketplace.orders.states import OrderStatus
-from marketplace.problems import NotFound, TooManyRequests, Unavailable
-from marketplace.ratelimit import Limit as RateLimit
-from marketplace.ratelimit import client_address, enforce
 from marketplace.refunds.service import RefundRow, refunds_of
-from marketplace.schemas import Cursor
 from marketplace.sellers.accounts import seller_for_principal
 from marketplace.sellers.errors import SellerCannotSell
-from marketplace.settings import Settings
 
 ORDER_TOKEN_HEADER = "X-Order-Token"
 OPTIONAL_BEARER: list[dict[str, list[str]]] = [{}, {"BearerToken": []}]

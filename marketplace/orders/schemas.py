@@ -8,7 +8,7 @@ from typing import Annotated
 
 import msgspec
 
-from marketplace.schemas import Email
+from marketplace.lib.schemas import Email
 
 MAX_LINES = 50
 MAX_QUANTITY = 10_000

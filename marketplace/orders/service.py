@@ -17,10 +17,10 @@ from connect.profiles import ChargeType
 from marketplace.auth.service import AuthenticatedPrincipal
 from marketplace.auth.tables import Role
 from marketplace.auth.tokens import hash_token, looks_like_order_token
+from marketplace.lib.problems import NotFound, Problem
+from marketplace.lib.schemas import ROW_CURSOR
 from marketplace.orders.states import OrderStatus
 from marketplace.orders.tables import Order, OrderAccessToken, OrderLine
-from marketplace.problems import NotFound, Problem
-from marketplace.schemas import ROW_CURSOR
 from marketplace.sellers.tables import Seller
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import asyncpg
 
-from marketplace.db import connection
+from marketplace.lib.db import connection
 
 
 class OrderStatus(StrEnum):

@@ -13,7 +13,7 @@ from piccolo.columns import UUID, BigInt, ForeignKey, Integer, OnDelete, Text, T
 from piccolo.table import Table
 
 from marketplace.auth.tables import Principal
-from marketplace.db import DB
+from marketplace.lib.db import DB
 from marketplace.sellers.tables import ConnectedAccount, Seller
 
 

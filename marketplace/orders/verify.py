@@ -21,12 +21,12 @@ import stripe
 from arq.connections import ArqRedis
 
 from connect.checkout import retrieve_session
+from marketplace.lib.problems import Unavailable
+from marketplace.lib.stripe_errors import is_transient, problem_from_stripe, stripe_code
 from marketplace.orders.confirm import SessionMismatch, follow_session
 from marketplace.orders.service import OrderRow
 from marketplace.orders.states import TERMINAL
 from marketplace.outbox.service import request_delivery
-from marketplace.problems import Unavailable
-from marketplace.stripe_errors import is_transient, problem_from_stripe, stripe_code
 
 log = logging.getLogger("marketplace.verify")
 security_log = logging.getLogger("marketplace.security")

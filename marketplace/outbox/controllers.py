@@ -12,11 +12,11 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.types import ControllerRouterHandler
 
 from marketplace.auth.guards import admin_only
-from marketplace.observability import METRICS
+from marketplace.lib.observability import METRICS
+from marketplace.lib.problems import Conflict, NotFound, Problem
+from marketplace.lib.schemas import ROW_CURSOR, Cursor
 from marketplace.outbox import service
 from marketplace.outbox.tables import OutboxStatus
-from marketplace.problems import Conflict, NotFound, Problem
-from marketplace.schemas import ROW_CURSOR, Cursor
 
 
 class OutboxMessageSummary(msgspec.Struct):

@@ -44,8 +44,8 @@ import asyncpg
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
-from marketplace.db import connection
-from marketplace.observability import METRICS, redact
+from marketplace.lib.db import connection
+from marketplace.lib.observability import METRICS, redact
 from marketplace.outbox.tables import OutboxMessage, OutboxStatus
 
 log = logging.getLogger("marketplace.outbox")

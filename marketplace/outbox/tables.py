@@ -13,7 +13,7 @@ from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
 from marketplace.auth.tables import Principal
-from marketplace.db import DB
+from marketplace.lib.db import DB
 
 
 class OutboxStatus(StrEnum):

@@ -28,11 +28,11 @@ from connect import calls
 from connect.idempotency import refund_key
 from connect.profiles import ChargeType
 from connect.refunds import CreatedRefund, RefundRequest, RefundState, create_refund, find_refund, refund_params
-from marketplace.db import connection
-from marketplace.observability import METRICS, count_shared
+from marketplace.lib.db import connection
+from marketplace.lib.observability import METRICS, count_shared
+from marketplace.lib.stripe_errors import is_transient, stripe_code
 from marketplace.outbox.service import OutboxDelivery, add_message
 from marketplace.refunds.tables import RefundReason, RefundStatus
-from marketplace.stripe_errors import is_transient, stripe_code
 
 log = logging.getLogger("marketplace.refunds")
 

@@ -16,7 +16,7 @@ from enum import StrEnum
 from piccolo.columns import UUID, BigInt, ForeignKey, OnDelete, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
-from marketplace.db import DB
+from marketplace.lib.db import DB
 from marketplace.orders.tables import Order
 
 

@@ -25,11 +25,11 @@ from connect import accounts as stripe_accounts
 from connect import calls
 from connect.idempotency import account_key
 from connect.profiles import AccountProfile, AccountStatus, ChargeType, charge_type_for
-from marketplace.problems import NotFound
+from marketplace.lib.problems import NotFound
+from marketplace.lib.settings import Settings
+from marketplace.lib.stripe_errors import problem_from_stripe
 from marketplace.sellers.errors import UnsupportedAccount
 from marketplace.sellers.tables import ConnectedAccount, Seller
-from marketplace.settings import Settings
-from marketplace.stripe_errors import problem_from_stripe
 
 log = logging.getLogger("marketplace.onboarding")
 

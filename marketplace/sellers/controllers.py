@@ -17,13 +17,15 @@ from litestar.response import Redirect
 from connect.accounts import SUPPORTED_COUNTRIES
 from connect.fees import FeeOverride, FeePolicy
 from connect.profiles import AccountStatus
-from marketplace import ratelimit
 from marketplace.auth.guards import admin_only, seller_only
 from marketplace.auth.service import create_principal
 from marketplace.auth.tables import Role
-from marketplace.deps import ArqDep, PrincipalDep, SettingsDep, StripeDep
-from marketplace.problems import NotFound, Problem, TooManyRequests, Unavailable, UpstreamError
-from marketplace.schemas import Offset
+from marketplace.lib import ratelimit
+from marketplace.lib.deps import ArqDep, PrincipalDep, SettingsDep, StripeDep
+from marketplace.lib.problems import NotFound, Problem, TooManyRequests, Unavailable, UpstreamError
+from marketplace.lib.schemas import Offset
+from marketplace.lib.settings import Settings
+from marketplace.lib.stripe_errors import problem_from_stripe
 from marketplace.sellers import accounts, errors, fees, links, sync, urls
 from marketplace.sellers.accounts import AccountRow
 from marketplace.sellers.schemas import (
@@ -41,8 +43,6 @@ from marketplace.sellers.schemas import (
     SellerSignupResult,
 )
 from marketplace.sellers.tables import Seller
-from marketplace.settings import Settings
-from marketplace.stripe_errors import problem_from_stripe
 
 log = logging.getLogger("marketplace.sellers")
 
@@ -217,7 +217,7 @@ class OnboardingRedirectController(Controller):
 
     A browser is on the other end: every outcome, errors included, is a redirect to the seller page
     with `onboarding=<outcome>` (never a JSON problem), and failures are logged (without the state).
-    The one exception is the rate limit (`marketplace.ratelimit`): a 429 problem, before Stripe is called.
+    The one exception is the rate limit (`marketplace.lib.ratelimit`): a 429 problem, before Stripe is called.
     """
 
     path = urls.ONBOARDING_REDIRECTS

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marketplace.problems import Conflict, Problem
+from marketplace.lib.problems import Conflict, Problem
 
 
 class AccountNotCreated(Conflict):

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from connect.fees import FIELDS, FeeOverride, FeePolicy, effective_policy, fee_problems
-from marketplace.problems import NotFound, Problem
+from marketplace.lib.problems import NotFound, Problem
+from marketplace.lib.settings import Settings
 from marketplace.sellers.tables import Seller
-from marketplace.settings import Settings
 
 log = logging.getLogger("marketplace.sellers.fees")
 

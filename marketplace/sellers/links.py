@@ -17,6 +17,8 @@ import stripe
 from connect import accounts as stripe_accounts
 from connect import calls
 from connect.idempotency import account_link_key, login_link_key
+from marketplace.lib.settings import Settings
+from marketplace.lib.stripe_errors import problem_from_stripe
 from marketplace.sellers.accounts import AccountRow, account_for_seller
 from marketplace.sellers.errors import (
     AccountDisconnected,
@@ -27,8 +29,6 @@ from marketplace.sellers.errors import (
 from marketplace.sellers.sync import NotOurAccount, sync_connected_account
 from marketplace.sellers.tables import AccountLinkRequest, ConnectedAccount
 from marketplace.sellers.urls import onboarding_refresh_url, onboarding_return_url
-from marketplace.settings import Settings
-from marketplace.stripe_errors import problem_from_stripe
 
 # How long the refresh/return URLs handed to Stripe keep working (the Stripe link itself lives minutes),
 # counted from the seller's authenticated request for a link. The state in those URLs is a credential

@@ -11,7 +11,7 @@ import msgspec
 from connect.currencies import MAXIMUM_AMOUNT, SUPPORTED_CURRENCIES, amount_step
 from connect.fees import MAX_BASIS_POINTS
 from connect.profiles import AccountProfile, AccountStatus
-from marketplace.schemas import CountryCode, DisplayName, Email, LowercaseCurrencyCode
+from marketplace.lib.schemas import CountryCode, DisplayName, Email, LowercaseCurrencyCode
 
 BusinessType = Literal["individual", "company", "non_profit", "government_entity"]
 AccountProfileName = AccountProfile

@@ -23,11 +23,11 @@ import stripe
 
 from connect import accounts as stripe_accounts
 from connect import calls
-from marketplace.db import DB
+from marketplace.lib.db import DB
+from marketplace.lib.stripe_errors import stripe_code
 from marketplace.outbox.service import add_message
 from marketplace.sellers.accounts import AccountRow, account_for_seller, snapshot_values
 from marketplace.sellers.tables import ConnectedAccount
-from marketplace.stripe_errors import stripe_code
 
 log = logging.getLogger("marketplace.onboarding")
 

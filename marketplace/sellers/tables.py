@@ -6,7 +6,7 @@ from piccolo.columns import JSONB, UUID, BigInt, Boolean, ForeignKey, Integer, O
 from piccolo.table import Table
 
 from marketplace.auth.tables import Principal
-from marketplace.db import DB
+from marketplace.lib.db import DB
 
 
 class Seller(Table, tablename="sellers", db=DB):

@@ -101,7 +101,7 @@ async def _round(api_url: str, listings: list[str], n: int, concurrency: int) ->
 
 
 async def main(pg: str, levels: list[int], requests: int) -> None:
-    from marketplace.migrate import migrate
+    from marketplace.lib.migrate import migrate
 
     name = f"bench_checkout_{uuid.uuid4().hex[:8]}"
     admin_conn = await asyncpg.connect(pg)
@@ -135,12 +135,14 @@ async def main(pg: str, levels: list[int], requests: int) -> None:
     )
     try:
         with (
-            process([PYTHON, "-m", "marketplace.cli", "sandbox", "--port", str(sandbox_port)], env, sandbox_port),
-            process(uvicorn_args("marketplace.app:create_app", api_port, True), env, api_port),
+            process(
+                [PYTHON, "-m", "marketplace.server.cli", "sandbox", "--port", str(sandbox_port)], env, sandbox_port
+            ),
+            process(uvicorn_args("marketplace.server.app:create_app", api_port, True), env, api_port),
         ):
             token = (
                 subprocess.run(
-                    [PYTHON, "-m", "marketplace.cli", "admin", "create-token", "--name", "bench"],
+                    [PYTHON, "-m", "marketplace.server.cli", "admin", "create-token", "--name", "bench"],
                     env=env,
                     capture_output=True,
                     text=True,

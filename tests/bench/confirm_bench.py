@@ -8,8 +8,8 @@
     .venv/bin/python -m tests.bench.confirm_bench --seconds 0          # (b) only
 
 It creates a scratch database (migrated) on `--pg`, starts a private redis-server, the Stripe sandbox
-(its own process, zero latency), one API process (uvicorn, `marketplace.app:create_app`) and one worker
-process (`marketplace.worker.build_worker`, production settings; `--poll-delay` / `BENCH_WORKER_OVERRIDES`
+(its own process, zero latency), one API process (uvicorn, `marketplace.server.app:create_app`) and one worker
+process (`marketplace.server.worker.build_worker`, production settings; `--poll-delay` / `BENCH_WORKER_OVERRIDES`
 override what `build_worker` passes to arq). It registers the two webhook endpoints on the sandbox as
 `make run` does (their signing secrets go to the API), onboards one platform-managed seller (destination
 charges) with 8 listings, then **switches both endpoints off** and prepares orders: a guest checkout each
@@ -81,7 +81,7 @@ import json, os
 if os.environ.get("BENCH_TRACE"):
     from tests.bench.confirm_bench import trace_worker
     trace_worker(os.environ["BENCH_TRACE"])
-from marketplace.worker import build_worker
+from marketplace.server.worker import build_worker
 build_worker(**json.loads(os.environ.get("BENCH_WORKER_OVERRIDES", "{}"))).run()
 """
 
@@ -503,7 +503,7 @@ async def direct_rounds(
 ) -> None:
     from connect.checkout import SessionFacts, retrieve_session
     from connect.client import build_stripe_client, close_stripe_client
-    from marketplace.db import start_database, stop_database
+    from marketplace.lib.db import start_database, stop_database
     from marketplace.orders.confirm import confirm_order
 
     client = build_stripe_client(STRIPE_KEY, api_base=sandbox_url)
@@ -582,7 +582,7 @@ async def drain_queue(redis_port: int, timeout: float = 15) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     from connect.client import build_stripe_client, close_stripe_client
-    from marketplace.migrate import migrate
+    from marketplace.lib.migrate import migrate
     from webhooks.registration import register_webhooks
 
     pg = args.pg
@@ -633,13 +633,13 @@ async def main(args: argparse.Namespace) -> None:
     n_latency = int(args.rate * args.seconds)
     n_direct = 0 if args.no_direct else args.c1 + args.c16 + args.hot
     try:
-        sandbox_cmd = [PYTHON, "-m", "marketplace.cli", "sandbox", "--port", str(sandbox_port)]
+        sandbox_cmd = [PYTHON, "-m", "marketplace.server.cli", "sandbox", "--port", str(sandbox_port)]
         with process(sandbox_cmd, env, sandbox_port) as sandbox_proc:
             stripe = build_stripe_client(STRIPE_KEY, api_base=sandbox_url)
             secrets = await register_webhooks(stripe, api_url)
             env["STRIPE_WEBHOOK_SECRET_PLATFORM"] = str(secrets["platform"])
             env["STRIPE_WEBHOOK_SECRET_CONNECT"] = str(secrets["connect"])
-            api_cmd = [PYTHON, "-c", API_SCRIPT, *uvicorn_args("marketplace.app:create_app", api_port, True)[3:]]
+            api_cmd = [PYTHON, "-c", API_SCRIPT, *uvicorn_args("marketplace.server.app:create_app", api_port, True)[3:]]
             with contextlib.ExitStack() as running:
                 api_proc = running.enter_context(process(api_cmd, env, api_port))
                 workers = [
@@ -648,7 +648,7 @@ async def main(args: argparse.Namespace) -> None:
                 await wait_for_worker(redis_url)
                 token = (
                     subprocess.run(
-                        [PYTHON, "-m", "marketplace.cli", "admin", "create-token", "--name", "bench"],
+                        [PYTHON, "-m", "marketplace.server.cli", "admin", "create-token", "--name", "bench"],
                         env=env,
                         capture_output=True,
                         text=True,

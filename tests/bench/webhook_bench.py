@@ -6,13 +6,13 @@
 It creates two scratch databases (migrated with the project's migrations), starts a private
 redis-server on a free port, then, for each concurrency (1, 16, 64 keep-alive connections):
 
-* the API (`marketplace.app:create_app`, one uvicorn process, default settings, LOG_LEVEL=INFO) and
+* the API (`marketplace.server.app:create_app`, one uvicorn process, default settings, LOG_LEVEL=INFO) and
 * the baseline (`tests.bench.baseline_app`: verify + asyncpg insert, same uvicorn, same table;
   `--baseline-no-reset`: its pool skips asyncpg's session reset, as the API's ingest pool does)
 
 each receive the same number of signed, unique `POST /webhooks/stripe` deliveries; it prints
 throughput, p50/p99 latency and the API/baseline ratios. Finally it starts one worker
-(`marketplace.worker.build_worker`, a no-op handler registered for the benchmark's type), posts a
+(`marketplace.server.worker.build_worker`, a no-op handler registered for the benchmark's type), posts a
 burst of 5,000 events at 64 connections and reports when the last one was processed and the
 received→processed lag. Prints figures; asserts nothing.
 """
@@ -214,7 +214,7 @@ async def noop(ctx, event):
     return None
 
 import json, os
-from marketplace.worker import build_worker
+from marketplace.server.worker import build_worker
 build_worker(**json.loads(os.environ.get("BENCH_WORKER_OVERRIDES", "{{}}"))).run()
 """
 
@@ -287,7 +287,7 @@ async def ingest_round(pid: int, port: int, db_url: str, concurrency: int, n: in
 
 
 async def main(pg: str, levels: list[int], burst: bool, baseline_no_reset: bool = False) -> None:
-    from marketplace.migrate import migrate
+    from marketplace.lib.migrate import migrate
 
     names = {"app": f"bench_app_{uuid.uuid4().hex[:8]}", "base": f"bench_base_{uuid.uuid4().hex[:8]}"}
     admin = await asyncpg.connect(pg)
@@ -322,7 +322,7 @@ async def main(pg: str, levels: list[int], burst: bool, baseline_no_reset: bool 
             # hits both alike, and the median of ROUNDS rounds is reported.
             with (
                 process(uvicorn_args("tests.bench.baseline_app:app", base_port, False), env_base, base_port) as bp,
-                process(uvicorn_args("marketplace.app:create_app", api_port, True), env_app, api_port) as ap,
+                process(uvicorn_args("marketplace.server.app:create_app", api_port, True), env_app, api_port) as ap,
             ):
                 for round_ in range(ROUNDS):
                     order = ["base", "app"] if round_ % 2 == 0 else ["app", "base"]
@@ -353,7 +353,7 @@ async def main(pg: str, levels: list[int], burst: bool, baseline_no_reset: bool 
         await truncate(urls["app"])
         await flush_redis(redis_url)
         with (
-            process(uvicorn_args("marketplace.app:create_app", api_port, True), env_app, api_port),
+            process(uvicorn_args("marketplace.server.app:create_app", api_port, True), env_app, api_port),
             process([PYTHON, "-c", WORKER_SCRIPT], env_app),
         ):
             await wait_for_worker(redis_url)

@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from marketplace.app import create_app
-from marketplace.settings import Settings
+from marketplace.lib.settings import Settings
+from marketplace.server.app import create_app
 from tests.conftest import free_port, serve, with_settings
 from tests.e2e.conftest import Stack, stack  # noqa: F401  (the fixture, shared with this package)
 

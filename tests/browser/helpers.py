@@ -6,7 +6,7 @@ import re
 import uuid
 from typing import Any
 
-from marketplace.db import connection
+from marketplace.lib.db import connection
 from tests.browser.conftest import Shop
 from tests.e2e.test_checkout import active_seller, listing
 

@@ -201,7 +201,7 @@ async def _stored_completions(session_id: str) -> list[str]:
 
 
 def _conn() -> Any:
-    from marketplace.db import connection
+    from marketplace.lib.db import connection
 
     return connection()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from marketplace.settings import SettingsError, load_settings
+from marketplace.lib.settings import SettingsError, load_settings
 from marketplace.shop.headers import SECURITY_HEADERS
 from marketplace.shop.routes import STATIC
 from tests.browser.conftest import Browser, Shop, screenshot

@@ -20,10 +20,10 @@ import pytest
 import stripe
 
 from connect.client import build_stripe_client, close_stripe_client
-from marketplace.app import create_app
-from marketplace.queue import arq_pool
-from marketplace.settings import Secret, Settings
-from marketplace.worker import build_worker
+from marketplace.lib.queue import arq_pool
+from marketplace.lib.settings import Secret, Settings
+from marketplace.server.app import create_app
+from marketplace.server.worker import build_worker
 from tests.conftest import cancel_and_wait, free_port, serve, with_settings
 from webhooks.registration import register_webhooks
 

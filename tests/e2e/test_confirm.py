@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from marketplace.db import connection
+from marketplace.lib.db import connection
 from tests.conftest import free_port
 from tests.e2e.conftest import Stack, process_env
 from tests.e2e.test_checkout import active_seller, checkout, listing

@@ -32,7 +32,7 @@ from typing import IO, Any
 import pytest
 
 from connect.checkout import retrieve_session
-from marketplace.db import connection
+from marketplace.lib.db import connection
 from marketplace.orders.confirm import confirm_order
 from tests.conftest import free_port
 from tests.e2e.conftest import Stack, process_env
@@ -75,7 +75,7 @@ async def fleet(stack: Stack) -> AsyncIterator[Fleet]:
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as worker_log:
         # INFO: arq's line per job started tells which events W2 took.
         worker = subprocess.Popen(
-            [sys.executable, "-m", "marketplace.cli", "worker"],
+            [sys.executable, "-m", "marketplace.server.cli", "worker"],
             env=process_env(stack, "INFO"),
             stdout=subprocess.DEVNULL,
             stderr=worker_log,

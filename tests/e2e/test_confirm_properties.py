@@ -68,7 +68,7 @@ from hypothesis.stateful import (
 )
 
 from connect.checkout import retrieve_session
-from marketplace.db import connection
+from marketplace.lib.db import connection
 from marketplace.notifications.service import NotificationWriter
 from marketplace.orders.confirm import confirm_order, follow_session, is_paid
 from marketplace.outbox.service import KindRouter, deliver_due

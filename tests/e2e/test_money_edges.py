@@ -11,7 +11,7 @@ import pytest
 import stripe
 
 from connect.refunds import RefundRequest, refund_params
-from marketplace.db import connection
+from marketplace.lib.db import connection
 from marketplace.orders import states
 from marketplace.orders.checkout import _refusal
 from marketplace.orders.service import order_by_id

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from connect.calls import HeldAcrossStripeCall
-from marketplace.db import DB
+from marketplace.lib.db import DB
 from marketplace.sellers.sync import sync_connected_account
 from tests.e2e.conftest import Stack
 from tests.e2e.test_onboarding import create_account, me, sign_up

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from marketplace.db import DB
+from marketplace.lib.db import DB
 from marketplace.sellers.sync import _lock_account
 from marketplace.sellers.tables import AccountLinkRequest, ConnectedAccount
 from tests.support.factories import SellerSignupFactory, payload

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from marketplace.settings import Settings
+from marketplace.lib.settings import Settings
 from tests.conftest import PLATFORM_SECRET, free_port, in_process
 from tests.support.api_process import api_process, stripe_signature
 from tests.support.factories import BuyerSignupFactory, payload
@@ -75,7 +75,7 @@ async def test_request_id_is_echoed_or_minted(client: Client) -> None:
 
 def test_cli_prints_openapi() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "marketplace.cli", "openapi"],
+        [sys.executable, "-m", "marketplace.server.cli", "openapi"],
         capture_output=True,
         text=True,
         check=True,
@@ -148,7 +148,7 @@ async def test_a_stopped_database_is_503_unavailable_everywhere(settings: Settin
         return {"content": event, "headers": {"Stripe-Signature": stripe_signature(event, PLATFORM_SECRET)}}
 
     migrated = subprocess.run(
-        [sys.executable, "-m", "marketplace.cli", "migrate"],
+        [sys.executable, "-m", "marketplace.server.cli", "migrate"],
         env=env,
         capture_output=True,
         text=True,
@@ -212,7 +212,7 @@ async def test_a_stopped_database_is_503_unavailable_everywhere(settings: Settin
 
 
 async def test_ready_reports_a_stopped_redis(settings: Settings) -> None:
-    from marketplace.app import create_app
+    from marketplace.server.app import create_app
     from tests.conftest import with_settings
 
     dead = with_settings(settings, redis_url=type(settings.redis_url)(f"redis://127.0.0.1:{free_port()}/0"))
@@ -240,7 +240,7 @@ def test_serve_logs_a_bind_error_as_json() -> None:
             "STRIPE_SECRET_KEY": "sk_test_bind_error",
         }
         done = subprocess.run(
-            [sys.executable, "-m", "marketplace.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "marketplace.server.cli", "serve", "--port", str(port)],
             env=env,
             capture_output=True,
             text=True,
@@ -256,7 +256,7 @@ def test_serve_logs_a_bind_error_as_json() -> None:
 async def test_cli_runs_the_sandbox_with_its_own_options() -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "marketplace.cli", "sandbox", "--port", str(port), "--mode", "test"],
+        [sys.executable, "-m", "marketplace.server.cli", "sandbox", "--port", str(port), "--mode", "test"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -14,9 +14,9 @@ import pytest
 from marketplace.auth.service import AuthenticatedPrincipal, create_principal, get_owned_or_404
 from marketplace.auth.tables import ApiToken, Role
 from marketplace.auth.tokens import hash_token
-from marketplace.problems import NotFound
+from marketplace.lib.problems import NotFound
+from marketplace.lib.settings import Settings
 from marketplace.sellers.tables import Seller
-from marketplace.settings import Settings
 from tests.support.factories import BuyerSignupFactory, SellerSignupFactory, payload
 
 Client = httpx.AsyncClient
@@ -123,7 +123,7 @@ async def test_admin_token_from_the_cli_opens_admin_routes(client: Client, setti
         "STRIPE_SECRET_KEY": "sk_test_cli",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "marketplace.cli", "admin", "create-token", "--name", "ops"],
+        [sys.executable, "-m", "marketplace.server.cli", "admin", "create-token", "--name", "ops"],
         env=env,
         capture_output=True,
         text=True,

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from marketplace.cli import main
-from marketplace.db import connection
-from marketplace.settings import Settings
+from marketplace.lib.db import connection
+from marketplace.lib.settings import Settings
+from marketplace.server.cli import main
 from tests.conftest import free_port
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import Stack

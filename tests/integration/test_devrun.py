@@ -27,8 +27,8 @@ import redis
 import stripe
 
 from connect.client import build_stripe_client, close_stripe_client
-from marketplace.devrun import SANDBOX_KEY, _sync_webhook_endpoints
-from marketplace.devstack import STACK_VARIABLES
+from marketplace.devtools.devrun import SANDBOX_KEY, _sync_webhook_endpoints
+from marketplace.devtools.devstack import STACK_VARIABLES
 from tests.conftest import free_port, serve
 from tests.support.asgi import read_body, serve_lifespan
 
@@ -45,7 +45,7 @@ def test_a_live_key_stops_make_run_before_anything_starts(tmp_path: Path) -> Non
     for name in ("DATABASE_URL", "REDIS_URL", "STRIPE_API_BASE"):
         env.pop(name, None)
     done = subprocess.run(
-        [sys.executable, "-m", "marketplace.cli", "run"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "marketplace.server.cli", "run"], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2
     assert "live Stripe key is refused" in done.stderr
@@ -150,7 +150,7 @@ class Runner:
         env.update(PORT=str(self.port), SANDBOX_PORT=str(self.sandbox_port))
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "marketplace.cli", "run"], env=env, stdout=out, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "marketplace.server.cli", "run"], env=env, stdout=out, stderr=subprocess.STDOUT
             )
 
     def output(self) -> str:
@@ -192,7 +192,7 @@ def clean_env(data: Path) -> dict[str, str]:
 def cli(data: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """`marketplace …` in a second terminal: nothing configured but the data folder."""
     return subprocess.run(
-        [sys.executable, "-m", "marketplace.cli", *args],
+        [sys.executable, "-m", "marketplace.server.cli", *args],
         env=clean_env(data),
         capture_output=True,
         text=True,
@@ -243,7 +243,7 @@ def test_a_second_run_in_the_same_data_folder_refuses_and_the_first_keeps_servin
     env = clean_env(runner.data)
     env.update(PORT=str(free_port()), SANDBOX_PORT=str(free_port()))
     second = subprocess.run(
-        [sys.executable, "-m", "marketplace.cli", "run"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "marketplace.server.cli", "run"], env=env, capture_output=True, text=True, timeout=60
     )
     assert second.returncode == 1, second.stdout + second.stderr
     line = one_line(second.stdout + second.stderr)

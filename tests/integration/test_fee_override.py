@@ -11,11 +11,11 @@ import pytest
 from connect.fees import FeeOverride, FeePolicy, application_fee
 from marketplace.auth.service import create_principal
 from marketplace.auth.tables import Role
-from marketplace.problems import NotFound, Problem
+from marketplace.lib.problems import NotFound, Problem
+from marketplace.lib.settings import Settings
 from marketplace.sellers import fees
 from marketplace.sellers.controllers import fee_policy_out
 from marketplace.sellers.tables import Seller
-from marketplace.settings import Settings
 from tests.conftest import with_settings
 from tests.support.factories import SellerSignupFactory, payload
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from marketplace.app import create_app
-from marketplace.settings import Settings
+from marketplace.lib.settings import Settings
+from marketplace.server.app import create_app
 from tests.conftest import PLATFORM_SECRET, free_port, in_process, make_settings
 from tests.support.api_process import api_process, stripe_signature
 from webhooks.store import connection

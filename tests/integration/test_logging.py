@@ -7,7 +7,7 @@ import os
 import time
 import uuid
 
-from marketplace.settings import Settings
+from marketplace.lib.settings import Settings
 from tests.conftest import PLATFORM_SECRET, TEST_STRIPE_KEY, free_port
 from tests.integration.test_app import json_log_lines
 from tests.support.api_process import api_process, stripe_signature

@@ -11,9 +11,9 @@ import pytest
 from litestar.routes import HTTPRoute
 
 from connect.currencies import SUPPORTED_CURRENCIES, amount_step, charge_amount_problem, minimum_charge
-from marketplace.app import create_app
-from marketplace.schemas import EVENT_CURSOR, MULTI_LINE, NOT_BLANK_LINE, ROW_CURSOR, CursorFormat
-from marketplace.settings import Settings
+from marketplace.lib.schemas import EVENT_CURSOR, MULTI_LINE, NOT_BLANK_LINE, ROW_CURSOR, CursorFormat
+from marketplace.lib.settings import Settings
+from marketplace.server.app import create_app
 from tests.support.factories import BuyerSignupFactory, SellerSignupFactory, payload
 
 Client = httpx.AsyncClient

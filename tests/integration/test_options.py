@@ -1,4 +1,4 @@
-"""`OPTIONS` lists every method of its path (marketplace/options.py; Litestar 2's litestar#4169)."""
+"""`OPTIONS` lists every method of its path (marketplace/lib/options.py; Litestar 2's litestar#4169)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from litestar import Controller, Litestar, get, post
 from litestar.routes import HTTPRoute
 from litestar.testing import AsyncTestClient
 
-from marketplace.app import create_app
 from marketplace.auth.service import create_principal
 from marketplace.auth.tables import Role
-from marketplace.options import repair_options_allow
-from marketplace.settings import Settings
+from marketplace.lib.options import repair_options_allow
+from marketplace.lib.settings import Settings
+from marketplace.server.app import create_app
 from tests.support.factories import BuyerSignupFactory, SellerSignupFactory, payload
 
 Client = httpx.AsyncClient

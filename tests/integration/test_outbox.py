@@ -23,12 +23,12 @@ from redis.asyncio import Redis
 
 from marketplace.auth.service import create_principal
 from marketplace.auth.tables import Role
-from marketplace.db import DB
-from marketplace.outbox import cli as outbox_cli
+from marketplace.lib.db import DB
+from marketplace.lib.settings import Settings
 from marketplace.outbox import service
 from marketplace.outbox.service import OutboxDelivery, add_message, deliver_due
 from marketplace.outbox.tables import OutboxStatus
-from marketplace.settings import Settings
+from marketplace.server import outbox_cli
 from tests.conftest import TEST_STRIPE_KEY
 
 pytestmark = pytest.mark.integration
@@ -391,7 +391,7 @@ async def cli(settings: Settings, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "marketplace.cli",
+        "marketplace.server.cli",
         "outbox",
         *args,
         env=env,
@@ -446,8 +446,8 @@ async def test_the_cli_lists_and_replays(db: asyncpg.Connection, settings: Setti
 
 MIGRATE_UP_TO = """
 import asyncio, os, sys
-os.environ["PICCOLO_CONF"] = "marketplace.piccolo_conf"
-from marketplace.db import configure_database
+os.environ["PICCOLO_CONF"] = "marketplace.lib.piccolo_conf"
+from marketplace.lib.db import configure_database
 from piccolo.apps.migrations.commands.forwards import run_forwards
 
 configure_database(sys.argv[1])

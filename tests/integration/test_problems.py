@@ -8,8 +8,8 @@ import asyncpg
 import pytest
 import redis.exceptions
 
-from marketplace.problem_handlers import dependency_outage
-from marketplace.queue import arq_pool
+from marketplace.lib.problem_handlers import dependency_outage
+from marketplace.lib.queue import arq_pool
 from tests.conftest import free_port
 
 

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from litestar import Litestar
 
-from marketplace.app import create_app
-from marketplace.ratelimit import ONBOARDING_PER_ADDRESS, ONBOARDING_PER_STATE, redis_key
+from marketplace.lib.ratelimit import ONBOARDING_PER_ADDRESS, ONBOARDING_PER_STATE, redis_key
+from marketplace.lib.settings import Settings
 from marketplace.sellers.tables import AccountLinkRequest, ConnectedAccount
-from marketplace.settings import Settings
+from marketplace.server.app import create_app
 from tests.conftest import free_port, in_process, make_settings
 from tests.support.factories import SellerSignupFactory, payload
 
@@ -176,7 +176,7 @@ async def test_redis_down_lets_onboarding_through_with_a_warning_that_names_no_s
     dead_redis = make_settings(database, f"redis://127.0.0.1:{free_port()}/0")
     handler = Recorder(level=logging.WARNING)
     records = handler.records
-    limiter_log = logging.getLogger("marketplace.ratelimit")
+    limiter_log = logging.getLogger("marketplace.lib.ratelimit")
     limiter_log.addHandler(handler)
     try:
         outage = create_app(dead_redis)

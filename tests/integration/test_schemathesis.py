@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from marketplace.settings import Settings
+from marketplace.lib.settings import Settings
 from tests.conftest import CONNECT_SECRET, PLATFORM_SECRET, SANDBOX_PORT, free_port
 from tests.support.api_process import api_process
 
@@ -166,7 +166,7 @@ async def test_schemathesis_finds_nothing(pg_server_url: str, settings: Settings
         "CHECKOUT_LIMIT_PER_MINUTE": "100000",
         "VERIFY_LIMIT_PER_MINUTE": "100000",
     }
-    migrated = subprocess.run([sys.executable, "-m", "marketplace.cli", "migrate"], env=env, capture_output=True)
+    migrated = subprocess.run([sys.executable, "-m", "marketplace.server.cli", "migrate"], env=env, capture_output=True)
     assert migrated.returncode == 0, migrated.stderr
     try:
         await _fuzz(env, port)
@@ -181,7 +181,7 @@ async def test_schemathesis_finds_nothing(pg_server_url: str, settings: Settings
 def _token(env: dict[str, str], role: str) -> str:
     """A token made in the test's database by the CLI (an admin), as an operator would."""
     made = subprocess.run(
-        [sys.executable, "-m", "marketplace.cli", "admin", "create-token", "--name", f"schemathesis {role}"],
+        [sys.executable, "-m", "marketplace.server.cli", "admin", "create-token", "--name", f"schemathesis {role}"],
         env=env,
         capture_output=True,
         text=True,

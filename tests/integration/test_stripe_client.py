@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import stripe
 
-from marketplace.app import create_app
+from marketplace.server.app import create_app
 from tests.conftest import free_port, in_process, make_settings, serve
 from tests.support.asgi import serve_lifespan
 

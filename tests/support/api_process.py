@@ -29,7 +29,7 @@ async def api_process(env: Mapping[str, str], port: int, timeout: float = 30) ->
     (SIGTERM, so batched log lines are flushed); `log` then holds its stderr."""
     with tempfile.TemporaryFile(mode="w+b") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "marketplace.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "marketplace.server.cli", "serve", "--port", str(port)],
             env=dict(env),
             stdout=subprocess.DEVNULL,
             stderr=stderr,

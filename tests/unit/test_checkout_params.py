@@ -7,7 +7,7 @@ import pytest
 
 from connect.checkout import CHECKOUT_SESSION_ID, SessionLine, SessionRequest, session_params
 from connect.currencies import charge_amount_problem, format_amount
-from marketplace.settings import SettingsError, load_settings
+from marketplace.lib.settings import SettingsError, load_settings
 from tests.unit.test_settings import GOOD
 
 

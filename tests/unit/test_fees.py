@@ -21,7 +21,7 @@ from connect.fees import (
     fee_problems,
     parse_per_currency,
 )
-from marketplace.settings import SettingsError, load_settings
+from marketplace.lib.settings import SettingsError, load_settings
 
 CURRENCIES = sorted(SUPPORTED_CURRENCIES)
 currencies = st.sampled_from(CURRENCIES)

@@ -7,7 +7,7 @@ import json
 import logging
 import time
 
-from marketplace.observability import BatchingStreamHandler, JsonFormatter, new_request_id
+from marketplace.lib.observability import BatchingStreamHandler, JsonFormatter, new_request_id
 
 
 def make_logger(stream: io.StringIO, max_delay: float) -> tuple[logging.Logger, BatchingStreamHandler]:
@@ -54,7 +54,7 @@ def test_request_ids_are_unique_32_hex_characters() -> None:
 async def test_access_log_masks_the_onboarding_state_in_paths() -> None:
     import logging as _logging
 
-    from marketplace.observability import RequestIdMiddleware
+    from marketplace.lib.observability import RequestIdMiddleware
 
     async def app(scope: dict[str, object], receive: object, send: object) -> None:
         await send({"type": "http.response.start", "status": 303, "headers": []})  # type: ignore[operator]
@@ -90,7 +90,7 @@ def test_uvicorn_lines_go_through_our_json_redacting_handler() -> None:
 
     code = """
 import logging, logging.config
-from marketplace.observability import uvicorn_log_config
+from marketplace.lib.observability import uvicorn_log_config
 logging.config.dictConfig(uvicorn_log_config("INFO", ["configured-secret-1"]))
 try:
     raise RuntimeError("failed with configured-secret-1 and Bearer mkt_abcdefghijklmnopqrstuvwxyz")
@@ -109,11 +109,11 @@ except RuntimeError as exc:
 
 def test_any_log_line_naming_an_onboarding_path_has_its_state_masked() -> None:
     """An unexpected error on the onboarding routes logs its path: the state in it is a credential."""
-    from marketplace.observability import RedactingFilter
+    from marketplace.lib.observability import RedactingFilter
 
     state = "7f0c2d5e-1b9a-4c6e-8f43-2a9d7e5b1c08"
     record = logging.LogRecord(
-        "marketplace.problems",
+        "marketplace.lib.problems",
         logging.ERROR,
         __file__,
         1,
@@ -135,7 +135,7 @@ def test_any_log_line_naming_an_onboarding_path_has_its_state_masked() -> None:
 
 def test_guest_order_tokens_are_masked_like_every_other_credential() -> None:
     from marketplace.auth.tokens import mint_order_token
-    from marketplace.observability import redact
+    from marketplace.lib.observability import redact
 
     token = mint_order_token()
     assert token.startswith("ord_")

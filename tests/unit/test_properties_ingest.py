@@ -18,7 +18,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from marketplace.settings import Secret
+from marketplace.lib.settings import Secret
 from webhooks.ingest import (
     BadSignature,
     DeliveryTooLarge,

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from marketplace.observability import RedactingFilter
-from marketplace.settings import Secret, SettingsError, load_settings
+from marketplace.lib.observability import RedactingFilter
+from marketplace.lib.settings import Secret, SettingsError, load_settings
 
 GOOD = {
     "APP_ENV": "development",

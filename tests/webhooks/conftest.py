@@ -27,10 +27,10 @@ from arq.connections import ArqRedis
 from arq.worker import Worker
 from litestar import Litestar
 
-from marketplace.app import create_app
-from marketplace.queue import arq_pool
-from marketplace.settings import Settings
-from marketplace.worker import build_worker
+from marketplace.lib.queue import arq_pool
+from marketplace.lib.settings import Settings
+from marketplace.server.app import create_app
+from marketplace.server.worker import build_worker
 from tests.conftest import CONNECT_SECRET, PLATFORM_SECRET, free_port, make_settings, serve
 from webhooks.registry import HandlerContext, StoredEvent, handles, unregister
 

@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from marketplace.queue import arq_pool
-from marketplace.settings import Settings, budget_problems
-from marketplace.worker import build_worker
+from marketplace.lib.queue import arq_pool
+from marketplace.lib.settings import Settings, budget_problems
+from marketplace.server.worker import build_worker
 from sandbox.control import SandboxControl
 from tests.conftest import with_settings
 from tests.support.factories import SellerSignupFactory, payload

@@ -327,7 +327,7 @@ async def test_event_whose_insert_commits_after_its_503_is_still_processed(
 async def test_deliveries_are_stored_while_the_apis_own_pool_is_exhausted(wh_client: Any) -> None:
     """Stripe's deliveries have connections of their own: slow API queries holding every connection of
     the shared pool do not make a delivery wait (and Stripe time out and retry)."""
-    from marketplace.db import DB
+    from marketplace.lib.db import DB
 
     pool = DB.pool
     assert pool is not None

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from marketplace.queue import arq_pool
+from marketplace.lib.queue import arq_pool
 from tests.support.metrics import metric_value
 from tests.webhooks.conftest import WorkerProcesses, count_events, make_event, post_event, stored
 from webhooks import store
@@ -386,7 +386,7 @@ def _cli(wh_settings: Any, *args: str) -> Any:
         "LOG_LEVEL": "WARNING",
     }
     return subprocess.run(
-        [sys.executable, "-m", "marketplace.cli", "events", "replay", *args],
+        [sys.executable, "-m", "marketplace.server.cli", "events", "replay", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -569,7 +569,7 @@ async def test_a_full_batch_of_worker_counts_is_shared_without_waiting_out_the_d
     wh_client: Any, redis_pool: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """FLUSH_AT counts are shared at once, not after the flush delay (made 60 s here)."""
-    from marketplace import observability
+    from marketplace.lib import observability
     from webhooks import metrics
 
     monkeypatch.setattr(observability, "FLUSH_DELAY_SECONDS", 60.0)
@@ -585,7 +585,7 @@ async def test_a_full_batch_of_worker_counts_is_shared_without_waiting_out_the_d
 def test_build_worker_runs_the_pipeline_crons_with_timeouts_from_the_lease(wh_settings: Any) -> None:
     from dataclasses import replace
 
-    from marketplace.worker import build_worker
+    from marketplace.server.worker import build_worker
 
     worker = build_worker(wh_settings, redis_pool=arq_pool(wh_settings.redis_url.reveal()))
     crons = {c.name: c for c in worker.cron_jobs}

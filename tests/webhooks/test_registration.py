@@ -196,7 +196,7 @@ async def test_register_webhooks_command(sandbox: Any, wh_settings: Any, base_ur
         "STRIPE_API_BASE": sandbox.url,
         "LOG_LEVEL": "WARNING",
     }
-    command = [sys.executable, "-m", "marketplace.cli", "stripe", "register-webhooks", "--base-url", base_url]
+    command = [sys.executable, "-m", "marketplace.server.cli", "stripe", "register-webhooks", "--base-url", base_url]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stderr
     assert "created; STRIPE_WEBHOOK_SECRET_PLATFORM=whsec_" in first.stdout

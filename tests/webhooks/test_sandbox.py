@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import stripe
 
-from marketplace.settings import Secret
+from marketplace.lib.settings import Secret
 from sandbox.control import SandboxControl
 from tests.webhooks.conftest import stored
 from webhooks.registration import endpoint_url, register_webhooks

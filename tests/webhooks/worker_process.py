@@ -22,8 +22,8 @@ import os
 import sys
 import time
 
-from marketplace.settings import load_settings
-from marketplace.worker import build_worker
+from marketplace.lib.settings import load_settings
+from marketplace.server.worker import build_worker
 from webhooks.registry import HandlerContext, StoredEvent, handler_for, handles, unregister
 
 

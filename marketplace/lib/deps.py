@@ -10,7 +10,7 @@ from litestar.di import NamedDependency
 from piccolo.engine.postgres import PostgresEngine
 
 from marketplace.auth.service import AuthenticatedPrincipal
-from marketplace.settings import Settings
+from marketplace.lib.settings import Settings
 
 SettingsDep: TypeAlias = NamedDependency[Settings]
 DatabaseDep: TypeAlias = NamedDependency[PostgresEngine]  # the Piccolo engine (`db`): transactions, raw queries

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn, cast
 
-from marketplace.settings import Settings, SettingsError
+from marketplace.lib.settings import Settings, SettingsError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -34,14 +34,14 @@ def _settings_or_exit() -> Settings:
 
     A `SettingsError` is reported by `main` as one line, exit status 2.
     """
-    from marketplace.devstack import cli_settings
+    from marketplace.devtools.devstack import cli_settings
 
     return cli_settings()
 
 
 def _logging_from(settings: Settings) -> None:
     """JSON, redacted log lines for everything this process logs, libraries included."""
-    from marketplace.observability import configure_logging
+    from marketplace.lib.observability import configure_logging
 
     configure_logging(settings.log_level, settings.secret_values())
 
@@ -50,10 +50,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     import uvicorn
 
-    from marketplace.observability import uvicorn_log_config
+    from marketplace.lib.observability import uvicorn_log_config
 
     uvicorn.run(
-        "marketplace.app:create_app",
+        "marketplace.server.app:create_app",
         factory=True,
         host=args.host,
         port=args.port,
@@ -68,7 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     _logging_from(_settings_or_exit())
-    from marketplace.worker import build_worker
+    from marketplace.server.worker import build_worker
 
     worker = build_worker(burst=args.burst)
     worker.run()
@@ -101,7 +101,7 @@ async def _migrate_counted(database_url: str) -> tuple[int, int]:
     import contextlib
     import io
 
-    from marketplace.migrate import migrate
+    from marketplace.lib.migrate import migrate
 
     before = await _applied_migrations(database_url)
     chatter = io.StringIO()
@@ -115,8 +115,8 @@ async def _migrate_counted(database_url: str) -> tuple[int, int]:
 
 
 def cmd_openapi(args: argparse.Namespace) -> int:
-    from marketplace.app import create_app
-    from marketplace.settings import load_settings
+    from marketplace.lib.settings import load_settings
+    from marketplace.server.app import create_app
 
     # The schema does not depend on live services; placeholder settings let it print anywhere.
     settings = load_settings(
@@ -136,7 +136,7 @@ def cmd_admin_create_token(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     from marketplace.auth.service import create_principal
     from marketplace.auth.tables import Role
-    from marketplace.db import start_database, stop_database
+    from marketplace.lib.db import start_database, stop_database
 
     async def create() -> str:
         await start_database(settings.database_url.reveal(), max_size=1)
@@ -153,14 +153,14 @@ def cmd_admin_create_token(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from marketplace.devrun import run_dev
+    from marketplace.devtools.devrun import run_dev
 
     return run_dev(port=args.port)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from marketplace.demo import DemoError
-    from marketplace.demo import main as demo_main
+    from marketplace.devtools.demo import DemoError
+    from marketplace.devtools.demo import main as demo_main
 
     try:
         return demo_main(base_url=args.base_url, sandbox_url=args.sandbox_url)
@@ -169,10 +169,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from sandbox.server import main as sandbox_main
+    from marketplace.devtools.devrun import serve_sandbox
 
-    code: int = sandbox_main(args.sandbox_args)
-    return code
+    return serve_sandbox(args.sandbox_args)
 
 
 def _bounded(low: int, high: int) -> Callable[[str], int]:
@@ -257,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _package_commands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
-    from marketplace.outbox.cli import add_commands as outbox_commands
+    from marketplace.server.outbox_cli import add_commands as outbox_commands
     from webhooks.cli import add_commands as webhook_commands
 
     return [webhook_commands, outbox_commands]
@@ -290,7 +289,7 @@ def one_line_error(exc: BaseException) -> str | None:
     import redis.exceptions
     import stripe
 
-    from marketplace.devstack import stack_hint
+    from marketplace.devtools.devstack import stack_hint
 
     if isinstance(exc, SettingsError):
         line = "invalid configuration: " + "; ".join(exc.problems)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 
-from marketplace.db import configure_database
+from marketplace.lib.db import configure_database
 
 
 async def migrate(database_url: str) -> None:
     """Apply every pending migration of the one Piccolo app to `database_url`."""
-    os.environ["PICCOLO_CONF"] = "marketplace.piccolo_conf"
+    os.environ["PICCOLO_CONF"] = "marketplace.lib.piccolo_conf"
     configure_database(database_url)
     from piccolo.apps.migrations.commands.forwards import run_forwards
 
@@ -28,7 +28,7 @@ def sql_migration(forward_sql: tuple[str, ...], backward_sql: tuple[str, ...]) -
     """
     from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 
-    from marketplace.db import DB
+    from marketplace.lib.db import DB
 
     class SqlMigrationManager(MigrationManager):
         async def run(self, backwards: bool = False) -> None:

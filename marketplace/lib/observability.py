@@ -111,7 +111,7 @@ class JsonFormatter(logging.Formatter):
 class PlainFormatter(logging.Formatter):
     """One readable line per record, for a developer's terminal (`make run` only; JSON stays the default).
 
-    `12:00:01 warning marketplace.worker  message  key=value …`; an access line reads
+    `12:00:01 warning marketplace.server.worker  message  key=value …`; an access line reads
     `12:00:01 info    api  POST /sellers → 201 (12.3 ms)`.
     """
 

@@ -1,8 +1,8 @@
 """Piccolo configuration: the engine and the one app whose migrations live in `migrations/`.
 
 Our own processes point the engine at their settings' database before Piccolo reads this module
-(`marketplace.migrate`, `start_database`). Piccolo's own CLI
-(`PICCOLO_CONF=marketplace.piccolo_conf piccolo migrations …`) does not: there the database is the
+(`marketplace.lib.migrate`, `start_database`). Piccolo's own CLI
+(`PICCOLO_CONF=marketplace.lib.piccolo_conf piccolo migrations …`) does not: there the database is the
 configured one, DATABASE_URL or, in development, the running `make run` stack's (`.data/stack.json`),
 and with neither the command stops with one line instead of guessing a server on localhost.
 """
@@ -12,15 +12,15 @@ import sys
 
 from piccolo.conf.apps import AppRegistry
 
-from marketplace.db import DB, configure_database
+from marketplace.lib.db import DB, configure_database
 
 __all__ = ["APP_REGISTRY", "DB"]
 
-APP_REGISTRY = AppRegistry(apps=["marketplace.piccolo_app"])
+APP_REGISTRY = AppRegistry(apps=["marketplace.lib.piccolo_app"])
 
 
 def _configure_for_piccolo_cli() -> None:
-    from marketplace.devstack import fill_from_stack, stack_hint
+    from marketplace.devtools.devstack import fill_from_stack, stack_hint
 
     env = dict(os.environ)
     fill_from_stack(env)

@@ -42,10 +42,10 @@ from litestar.connection import ASGIConnection
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from marketplace.observability import METRICS
-from marketplace.problems import TooManyRequests
+from marketplace.lib.observability import METRICS
+from marketplace.lib.problems import TooManyRequests
 
-log = logging.getLogger("marketplace.ratelimit")
+log = logging.getLogger("marketplace.lib.ratelimit")
 
 KEY_PREFIX = "ratelimit:"
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from litestar import Litestar
     from litestar.handlers import HTTPRouteHandler
 
-from marketplace.problems import PROBLEM_JSON, TITLES, TYPE_BASE, Problem
+from marketplace.lib.problems import PROBLEM_JSON, TITLES, TYPE_BASE, Problem
 
 PROBLEM_SCHEMA = "ProblemDetails"
 _STRING = Schema(type=OpenAPIType.STRING)

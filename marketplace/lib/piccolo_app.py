@@ -19,7 +19,7 @@ TABLE_MODULES = [
 
 APP_CONFIG = AppConfig(
     app_name="marketplace",
-    migrations_folder_path=str(Path(__file__).resolve().parent.parent / "migrations"),
+    migrations_folder_path=str(Path(__file__).resolve().parents[2] / "migrations"),
     table_classes=table_finder(modules=TABLE_MODULES, exclude_imported=True),
     migration_dependencies=[],
     commands=[],

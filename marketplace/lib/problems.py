@@ -1,8 +1,8 @@
 """RFC 9457 problem details: the one shape every error of the API takes.
 
 This module holds the problem types (`Problem` and the generic ones domain code raises) and the body
-every error carries. `marketplace.problem_handlers` turns every exception (ours, Litestar's own HTTP
-errors, anything unexpected) into that body at run time; `marketplace.problem_docs` makes the OpenAPI
+every error carries. `marketplace.lib.problem_handlers` turns every exception (ours, Litestar's own HTTP
+errors, anything unexpected) into that body at run time; `marketplace.lib.problem_docs` makes the OpenAPI
 document say the same thing, for every route, in one place.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from litestar.exceptions import HTTPException
 
-from marketplace.observability import current_request_id
+from marketplace.lib.observability import current_request_id
 
 log = logging.getLogger("marketplace.errors")
 

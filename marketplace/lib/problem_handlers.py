@@ -19,7 +19,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from marketplace.problems import (
+from marketplace.lib.problems import (
     HTTP_SLUGS,
     PROBLEM_JSON,
     RETRY_AFTER_SECONDS,

@@ -8,7 +8,7 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable
 
-from marketplace.settings import Settings
+from marketplace.lib.settings import Settings
 
 # `marketplace.outbox.tables.OutboxStatus`, spelled out so that building the parser imports no ORM.
 STATUSES = ("pending", "sending", "sent", "failed", "dead")
@@ -66,13 +66,13 @@ def _run(body: Callable[[Settings, argparse.Namespace], Awaitable[int]]) -> Call
     """A command: settings, the database for the command's duration, and every failure as one line."""
 
     def command(args: argparse.Namespace) -> int:
-        from marketplace.devstack import cli_settings
+        from marketplace.devtools.devstack import cli_settings
 
-        # A SettingsError (nothing configured, no `make run` up) is printed by `marketplace.cli.main`, one line.
+        # A SettingsError (nothing configured, no `make run` up) is printed by `marketplace.server.cli.main`, one line.
         settings = cli_settings()
 
         async def run() -> int:
-            from marketplace.db import start_database, stop_database
+            from marketplace.lib.db import start_database, stop_database
 
             await start_database(settings.database_url.reveal(), max_size=1)
             try:

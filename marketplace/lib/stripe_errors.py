@@ -6,7 +6,7 @@ import logging
 
 import stripe
 
-from marketplace.problems import Problem, Unavailable, UpstreamError
+from marketplace.lib.problems import Problem, Unavailable, UpstreamError
 
 log = logging.getLogger("marketplace.stripe")
 

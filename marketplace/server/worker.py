@@ -12,9 +12,11 @@ from arq.connections import ArqRedis
 from arq.worker import Worker
 
 from connect.client import build_stripe_client, close_stripe_client
-from marketplace.db import start_database, stop_database
+from marketplace.lib.db import start_database, stop_database
+from marketplace.lib.observability import configure_logging, share_counts_through, stop_sharing_counts
+from marketplace.lib.queue import redis_settings_from_url
+from marketplace.lib.settings import Settings, get_settings
 from marketplace.notifications.service import NotificationWriter
-from marketplace.observability import configure_logging, share_counts_through, stop_sharing_counts
 from marketplace.outbox.service import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_SEND_TIMEOUT_SECONDS,
@@ -23,11 +25,9 @@ from marketplace.outbox.service import (
     KindRouter,
     deliver_due,
 )
-from marketplace.queue import redis_settings_from_url
 from marketplace.refunds.service import REFUND_CREATE, RefundSender
-from marketplace.settings import Settings, get_settings
 
-log = logging.getLogger("marketplace.worker")
+log = logging.getLogger("marketplace.server.worker")
 
 DEFAULT_JOB_TIMEOUT_SECONDS = 120  # the crons (sweeper, retention, outbox); never below process_event's
 

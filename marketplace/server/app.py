@@ -22,22 +22,22 @@ from litestar.static_files import create_static_files_router
 from piccolo.engine.postgres import PostgresEngine
 
 from connect.client import build_stripe_client, close_stripe_client
-from marketplace import routes
 from marketplace.auth.guards import current_principal
-from marketplace.bodies import JsonBodyGuard
-from marketplace.db import DB, start_database, stop_database
-from marketplace.observability import (
+from marketplace.lib.bodies import JsonBodyGuard
+from marketplace.lib.db import DB, start_database, stop_database
+from marketplace.lib.observability import (
     RequestIdMiddleware,
     configure_logging,
     share_counts_through,
     stop_sharing_counts,
 )
-from marketplace.openapi_rules import bodies_as_decoded, forbid_unknown_fields
-from marketplace.options import repair_options_allow
-from marketplace.problem_docs import document_problems
-from marketplace.problem_handlers import exception_handlers
-from marketplace.queue import arq_pool
-from marketplace.settings import Settings, get_settings
+from marketplace.lib.openapi_rules import bodies_as_decoded, forbid_unknown_fields
+from marketplace.lib.options import repair_options_allow
+from marketplace.lib.problem_docs import document_problems
+from marketplace.lib.problem_handlers import exception_handlers
+from marketplace.lib.queue import arq_pool
+from marketplace.lib.settings import Settings, get_settings
+from marketplace.server import routes
 from marketplace.shop.routes import shop_router
 from webhooks.routes import WebhookIngress
 from webhooks.store import close_ingest_pool, open_ingest_pool
@@ -156,7 +156,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 try:
                     await close()
                 except Exception:  # keep closing the rest; a dead Redis must not leave the pool open
-                    logging.getLogger("marketplace.app").exception("error while shutting down")
+                    logging.getLogger("marketplace.server.app").exception("error while shutting down")
             # Log lines are written in batches, and uvicorn ends a SIGTERM'd process by re-raising the
             # signal (no atexit, so no logging.shutdown): write the last requests' lines now.
             for handler in logging.getLogger().handlers:
@@ -167,7 +167,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     def provide_db() -> PostgresEngine:
         # The one engine every table is bound to (Piccolo binds tables to an engine object at import, so
-        # it lives in marketplace.db); handlers that run queries or transactions directly take it as `db`.
+        # it lives in marketplace.lib.db); handlers that run queries or transactions directly take it as `db`.
         return DB
 
     def provide_stripe(state: State) -> stripe.StripeClient:

@@ -15,7 +15,7 @@
    `RecursionError` at about 1000 levels, a 500);
 4. a NUL: a `\\u0000` escape anywhere in the document, keys included, is a 400 `validation-error`
    (PostgreSQL stores no NUL in `text` or `jsonb`; the per-field text patterns of
-   `marketplace.schemas` refuse every other control character, field by field);
+   `marketplace.lib.schemas` refuse every other control character, field by field);
 5. the types, strictly: the body is decoded once more as the route's declared type with msgspec's
    `strict=True`, so `"unit_amount": "2000"` or `"active": 0` is a 400 `validation-error`, as the
    OpenAPI document says (Litestar converts a decoded body leniently, which would take both).
@@ -37,7 +37,7 @@ from litestar.exceptions import ValidationException
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
-from marketplace.problems import Problem
+from marketplace.lib.problems import Problem
 
 BODY_IDLE_TIMEOUT_SECONDS = 5.0
 MAX_JSON_DEPTH = 32

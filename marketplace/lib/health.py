@@ -14,11 +14,11 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get
 
-from marketplace.db import ping_database
-from marketplace.deps import ArqDep, DatabaseDep
-from marketplace.observability import METRICS
-from marketplace.problems import PROBLEM_JSON, RETRY_AFTER_SECONDS, Problem, body_of
-from marketplace.queue import ping_redis
+from marketplace.lib.db import ping_database
+from marketplace.lib.deps import ArqDep, DatabaseDep
+from marketplace.lib.observability import METRICS
+from marketplace.lib.problems import PROBLEM_JSON, RETRY_AFTER_SECONDS, Problem, body_of
+from marketplace.lib.queue import ping_redis
 
 # What must answer for the process to be ready; any other check failing only degrades it.
 REQUIRED = ("postgres",)

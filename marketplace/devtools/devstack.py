@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
-from marketplace.settings import Settings, get_settings
+from marketplace.lib.settings import Settings, get_settings
 
 STACK_FILE = "stack.json"
 LOCK_FILE = "run.lock"

@@ -7,8 +7,8 @@ from litestar.types import ControllerRouterHandler
 import marketplace.orders.controllers
 import marketplace.outbox.controllers
 import webhooks.routes
-from marketplace import health
 from marketplace.buyers.controllers import BuyerController
+from marketplace.lib import health
 from marketplace.listings.controllers import ListingController, SellerListingController
 from marketplace.notifications.controllers import NotificationController
 from marketplace.sellers.controllers import (

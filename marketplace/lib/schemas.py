@@ -7,7 +7,7 @@ Text in a request is one of two shapes, each a pattern that the decoder checks (
 - `MULTI_LINE`: the same, except tab, line feed and carriage return.
 
 Every string field of a request body uses one of the types below (or a stricter pattern of its own);
-`marketplace.bodies` refuses a NUL escape anywhere in a JSON body (keys included) before decoding, so a
+`marketplace.lib.bodies` refuses a NUL escape anywhere in a JSON body (keys included) before decoding, so a
 field declared as a bare `str` still never reaches PostgreSQL with a NUL. The patterns spell out their
 character classes (no `\\s`, no `\\w`): Python's `re` and the ECMA regexes of JSON Schema tools agree.
 """

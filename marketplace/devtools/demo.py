@@ -13,7 +13,7 @@ holding webhook deliveries back for two seconds, reading what was delivered). No
 `sandbox`: it is one more HTTP client.
 
 Which stack: by default the one this checkout's `make run` describes in `.data/stack.json` (the same
-file every CLI command reads, `marketplace.devstack`); `--base-url` for another API, `--sandbox-url`
+file every CLI command reads, `marketplace.devtools.devstack`); `--base-url` for another API, `--sandbox-url`
 for its sandbox (default: the origin of the hosted pages that API hands out). Every run makes new
 sellers, listings and buyers, so it can run again and again against the same stack.
 """
@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from marketplace.devstack import data_dir, fill_from_stack
+from marketplace.devtools.devstack import data_dir, fill_from_stack
 
 Json = dict[str, Any]
 Say = Callable[[str], None]
