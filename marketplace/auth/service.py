@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from piccolo.columns import Column
+from piccolo.custom_types import Combinable
 from piccolo.table import Table
 
 from marketplace.auth.tables import ApiToken, Principal, Role
@@ -41,20 +44,6 @@ async def create_principal(role: Role, display_name: str, email: str | None = No
     return principal_id, token
 
 
-async def issue_token(principal_id: uuid.UUID, label: str = "") -> str:
-    token = mint_token()
-    await ApiToken.insert(
-        ApiToken(
-            id=uuid.uuid4(),
-            principal=principal_id,
-            token_hash=hash_token(token),
-            label=label,
-            created_at=datetime.now(UTC),
-        )
-    )
-    return token
-
-
 async def authenticate(token: str) -> AuthenticatedPrincipal | None:
     """The principal a live token belongs to, or None."""
     if not looks_like_token(token):
@@ -74,22 +63,58 @@ async def authenticate(token: str) -> AuthenticatedPrincipal | None:
 T = TypeVar("T", bound=Table)
 
 
+@dataclass(frozen=True, slots=True)
+class OwnedBy:
+    """One way to own a row: being the principal whose id `column` holds (it may follow foreign keys,
+    `Listing.seller.principal`), with the role `role` when one is given."""
+
+    column: Column
+    role: Role | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldBy:
+    """One way to own a row without a principal: holding a secret the row grants (a guest's order token).
+    `where` is the condition on the row that the secret shown matches; None when none was shown."""
+
+    where: Combinable | None
+
+
+Owner = Column | OwnedBy | HeldBy
+
+
+def _owner_condition(owner: Owner, principal: AuthenticatedPrincipal | None) -> Combinable | None:
+    if isinstance(owner, HeldBy):
+        return owner.where
+    if isinstance(owner, Column):
+        owner = OwnedBy(owner)
+    if principal is None or (owner.role is not None and principal.role is not owner.role):
+        return None
+    return owner.column == principal.id
+
+
 async def get_owned_or_404(
     table: type[T],
     object_id: Any,
-    principal: AuthenticatedPrincipal,
-    owner: Column,
-    *,
+    principal: AuthenticatedPrincipal | None,
+    *owners: Owner,
+    admins: bool = True,
     what: str | None = None,
 ) -> dict[str, Any]:
-    """Fetch `table` row `object_id` if `principal` owns it (admins own everything), else 404.
+    """Fetch `table` row `object_id` if the caller owns it in one of the ways `owners` declares, else 404.
 
-    Another principal's object answers exactly like a missing one, so ids cannot be probed.
+    The one ownership rule of every route that takes an owned object's id: another principal's object
+    answers exactly like a missing one (never 403), so ids cannot be probed; admins own everything unless
+    `admins=False` (a route only an owner may use, e.g. paying an order). `principal` is None for a guest.
     """
+    missing = NotFound(f"No {what or table._meta.tablename.rstrip('s')} with id {object_id}.")
     query = table.select().where(table._meta.primary_key == object_id)
-    if not principal.is_admin:
-        query = query.where(owner == principal.id)
+    if not (admins and principal is not None and principal.is_admin):
+        conditions = [c for c in (_owner_condition(o, principal) for o in owners) if c is not None]
+        if not conditions:
+            raise missing  # nothing the caller showed could own any row: no need to look
+        query = query.where(functools.reduce(operator.or_, conditions))
     row = await query.first()
     if row is None:
-        raise NotFound(f"No {what or table._meta.tablename.rstrip('s')} with id {object_id}.")
+        raise missing
     return dict(row)

@@ -24,7 +24,7 @@ from marketplace.listings.schemas import (
 )
 from marketplace.listings.service import InvalidListing, ListingChanges, ListingFields, Position
 from marketplace.listings.tables import ListingRow
-from marketplace.sellers.accounts import seller_for_principal
+from marketplace.sellers.deps import CURRENT_SELLER, CurrentSellerDep
 
 BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
 
@@ -107,6 +107,7 @@ class SellerListingController(Controller):
     tags = ["listings"]
     guards = [seller_only]
     security = BEARER
+    dependencies = CURRENT_SELLER
 
     @post(
         "/",
@@ -120,8 +121,7 @@ class SellerListingController(Controller):
         status_code=201,
         raises=[InvalidListing],
     )
-    async def create(self, data: JSONBody[ListingCreate], principal: PrincipalDep) -> ListingOut:
-        seller = await seller_for_principal(principal.id)
+    async def create(self, data: JSONBody[ListingCreate], seller: CurrentSellerDep) -> ListingOut:
         fields = ListingFields(
             title=data.title,
             unit_amount=data.unit_amount,
@@ -130,7 +130,7 @@ class SellerListingController(Controller):
             stock=data.stock,
             active=data.active,
         )
-        return listing_out(await service.create_listing(seller["id"], fields))
+        return listing_out(await service.create_listing(seller.id, fields))
 
     @get(
         "/",
@@ -142,10 +142,9 @@ class SellerListingController(Controller):
         ),
         raises=[InvalidCursor],
     )
-    async def list_mine(self, principal: PrincipalDep, limit: Limit = 20, cursor: Cursor = None) -> ListingPage:
+    async def list_mine(self, seller: CurrentSellerDep, limit: Limit = 20, cursor: Cursor = None) -> ListingPage:
         after = _decode_cursor(cursor) if cursor else None
-        seller = await seller_for_principal(principal.id)
-        rows = await service.listings_of_seller(seller["id"], limit=limit + 1, after=after)
+        rows = await service.listings_of_seller(seller.id, limit=limit + 1, after=after)
         page, next_cursor = _page(rows, limit)
         return ListingPage(items=[listing_out(r) for r in page], next_cursor=next_cursor)
 

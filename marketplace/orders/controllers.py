@@ -50,7 +50,7 @@ from marketplace.orders.service import (
 )
 from marketplace.orders.states import OrderStatus
 from marketplace.refunds.service import RefundRow, refunds_of
-from marketplace.sellers.accounts import seller_for_principal
+from marketplace.sellers.deps import CURRENT_SELLER, CurrentSellerDep
 from marketplace.sellers.errors import SellerCannotSell
 
 ORDER_TOKEN_HEADER = "X-Order-Token"
@@ -275,6 +275,7 @@ class SellerOrdersController(Controller):
     tags = ["orders"]
     guards = [seller_only]
     security = BEARER
+    dependencies = CURRENT_SELLER
 
     @get(
         "/",
@@ -286,9 +287,8 @@ class SellerOrdersController(Controller):
         ),
         raises=[InvalidCursor],
     )
-    async def list_orders(self, principal: PrincipalDep, limit: Limit = 20, cursor: Cursor = None) -> OrderPage:
-        seller = await seller_for_principal(principal.id)
-        return await _page(*await orders_page(seller=seller["id"], limit=limit, cursor=cursor))
+    async def list_orders(self, seller: CurrentSellerDep, limit: Limit = 20, cursor: Cursor = None) -> OrderPage:
+        return await _page(*await orders_page(seller=seller.id, limit=limit, cursor=cursor))
 
 
 def route_handlers() -> list[Any]:

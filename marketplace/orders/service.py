@@ -2,7 +2,8 @@
 
 An order is visible to its buyer (their token), to a guest holding one of its access tokens
 (`X-Order-Token`), to its seller, and to admins; to anyone else it answers 404 exactly like a missing
-order, so ids cannot be probed.
+order, so ids cannot be probed. Only its buyer and its guest may pay it (verify). Both are declared as
+owner relations and decided by the one ownership rule, `marketplace.auth.service.get_owned_or_404`.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ from datetime import datetime
 from typing import Any
 
 from connect.profiles import ChargeType
-from marketplace.auth.service import AuthenticatedPrincipal
+from marketplace.auth.service import AuthenticatedPrincipal, HeldBy, OwnedBy, get_owned_or_404
 from marketplace.auth.tables import Role
 from marketplace.auth.tokens import hash_token, looks_like_order_token
-from marketplace.lib.problems import NotFound, Problem
+from marketplace.lib.problems import Problem
 from marketplace.lib.schemas import ROW_CURSOR
 from marketplace.orders.states import OrderStatus
 from marketplace.orders.tables import Order, OrderAccessToken, OrderLine
-from marketplace.sellers.tables import Seller
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,19 +128,29 @@ async def lines_of(order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Order
     return out
 
 
-async def _seller_id_of(principal: AuthenticatedPrincipal) -> uuid.UUID | None:
-    row = await Seller.select(Seller.id).where(Seller.principal == principal.id).first()
-    return row["id"] if row else None
+def _token_holder(order_token: str | None) -> HeldBy:
+    """A guest owns the orders whose access tokens include the one they showed (only its hash is stored)."""
+    if not (order_token and looks_like_order_token(order_token)):
+        return HeldBy(None)
+    granted = OrderAccessToken.select(OrderAccessToken.order).where(
+        OrderAccessToken.token_hash == hash_token(order_token)
+    )
+    return HeldBy(Order.id.is_in(granted))
+
+
+# An order's owners besides a holder of one of its guest tokens: its buyer (who, like the guest, pays it)
+# and its seller's principal (who reads it but does not pay it).
+_BUYER = OwnedBy(Order.buyer, Role.buyer)
+_SELLER = OwnedBy(Order.seller.principal, Role.seller)
 
 
 async def order_for_caller(
     order_id: uuid.UUID, principal: AuthenticatedPrincipal | None, order_token: str | None
 ) -> OrderRow:
-    """The order if the caller may see it; otherwise 404, exactly as for a missing order."""
-    order = await order_by_id(order_id)
-    if order is not None and await _may_see(order, principal, order_token):
-        return order
-    raise NotFound(f"No order with id {order_id}.")
+    """The order if the caller may see it (its buyer, a holder of its guest token, its seller, an admin);
+    otherwise 404, exactly as for a missing order."""
+    row = await get_owned_or_404(Order, order_id, principal, _BUYER, _token_holder(order_token), _SELLER, what="order")
+    return OrderRow.from_row(row)
 
 
 async def order_for_payer(
@@ -148,32 +158,10 @@ async def order_for_payer(
 ) -> OrderRow:
     """The order if the caller is the one who pays it (its buyer, or whoever holds one of its guest tokens):
     what verify needs. Its seller and admins read it (`order_for_caller`) but get 404 here."""
-    order = await order_by_id(order_id)
-    if order is not None:
-        if principal is not None and principal.role is Role.buyer and order.buyer == principal.id:
-            return order
-        if await _holds_token(order, order_token):
-            return order
-    raise NotFound(f"No order with id {order_id}.")
-
-
-async def _holds_token(order: OrderRow, order_token: str | None) -> bool:
-    if order_token and looks_like_order_token(order_token):
-        return await OrderAccessToken.exists().where(
-            (OrderAccessToken.order == order.id) & (OrderAccessToken.token_hash == hash_token(order_token))
-        )
-    return False
-
-
-async def _may_see(order: OrderRow, principal: AuthenticatedPrincipal | None, order_token: str | None) -> bool:
-    if principal is not None:
-        if principal.is_admin:
-            return True
-        if principal.role is Role.buyer and order.buyer == principal.id:
-            return True
-        if principal.role is Role.seller and order.seller == await _seller_id_of(principal):
-            return True
-    return await _holds_token(order, order_token)
+    row = await get_owned_or_404(
+        Order, order_id, principal, _BUYER, _token_holder(order_token), admins=False, what="order"
+    )
+    return OrderRow.from_row(row)
 
 
 class InvalidCursor(Problem):

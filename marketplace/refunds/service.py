@@ -199,10 +199,6 @@ async def refunds_of(order_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[RefundR
     return out
 
 
-class RefundRefused(Exception):
-    """Stripe refused the refund definitively (recorded on the row; not retried)."""
-
-
 async def issue_refund(client: stripe.StripeClient, refund_id: uuid.UUID) -> RefundRow:
     """Make the row's refund with Stripe (once, whatever the number of calls); the row as recorded.
 

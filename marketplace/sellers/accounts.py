@@ -104,11 +104,39 @@ class AccountRow:
         return self.stripe_account_id is not None and self.disconnected_at is None
 
 
-async def seller_for_principal(principal_id: uuid.UUID) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class SellerRow:
+    """One `sellers` row: a seller's marketplace profile (its fee override is read by `sellers.fees`)."""
+
+    id: uuid.UUID
+    principal: uuid.UUID
+    display_name: str
+    email: str
+    country: str
+    business_type: str
+    account_profile: AccountProfile | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> SellerRow:
+        return cls(
+            id=row["id"],
+            principal=row["principal"],
+            display_name=row["display_name"],
+            email=row["email"],
+            country=row["country"],
+            business_type=row["business_type"],
+            account_profile=row["account_profile"],
+            created_at=row["created_at"],
+        )
+
+
+async def seller_for_principal(principal_id: uuid.UUID) -> SellerRow:
+    """The seller profile of a seller principal (`marketplace.sellers.deps.current_seller` for routes)."""
     row = await Seller.select().where(Seller.principal == principal_id).first()
     if row is None:
         raise NotFound("No seller profile for this token.")
-    return dict(row)
+    return SellerRow.from_row(row)
 
 
 async def account_for_seller(seller_id: uuid.UUID) -> AccountRow | None:
@@ -122,18 +150,13 @@ async def account_for_seller(seller_id: uuid.UUID) -> AccountRow | None:
     return AccountRow.from_row(row) if row else None
 
 
-async def account_by_stripe_id(account_id: str) -> AccountRow | None:
-    row = await ConnectedAccount.select().where(ConnectedAccount.stripe_account_id == account_id).first()
-    return AccountRow.from_row(row) if row else None
-
-
-def _create_params(seller: Mapping[str, Any], profile: AccountProfile) -> AccountCreateParams:
+def _create_params(seller: SellerRow, profile: AccountProfile) -> AccountCreateParams:
     try:
         return stripe_accounts.account_create_params(
-            seller_id=str(seller["id"]),
-            email=seller["email"],
-            country=seller["country"],
-            business_type=seller["business_type"],
+            seller_id=str(seller.id),
+            email=seller.email,
+            country=seller.country,
+            business_type=seller.business_type,
             profile=profile,
         )
     except ValueError as exc:
@@ -141,7 +164,7 @@ def _create_params(seller: Mapping[str, Any], profile: AccountProfile) -> Accoun
 
 
 async def ensure_connected_account(
-    client: stripe.StripeClient, settings: Settings, seller: dict[str, Any]
+    client: stripe.StripeClient, settings: Settings, seller: SellerRow
 ) -> tuple[AccountRow, bool]:
     """The seller's current connected account, created when there is none; returns (row, created_now).
 
@@ -152,7 +175,7 @@ async def ensure_connected_account(
     get one account. A row older than Stripe's key lifetime first looks for an account an earlier
     attempt made (`KEY_REUSE_WINDOW`).
     """
-    current = await account_for_seller(seller["id"])
+    current = await account_for_seller(seller.id)
     if current is not None and current.connected:
         return current, False
 
@@ -163,26 +186,26 @@ async def ensure_connected_account(
             generation = current.generation + 1
         else:
             generation = current.generation  # written by an earlier attempt that did not finish
-        profile: AccountProfile = seller["account_profile"] or settings.default_account_profile
+        profile: AccountProfile = seller.account_profile or settings.default_account_profile
         params = _create_params(seller, profile)  # validated before anything is written
         await ConnectedAccount.insert(
             ConnectedAccount(
                 id=uuid.uuid4(),
-                seller=seller["id"],
+                seller=seller.id,
                 generation=generation,
                 profile=profile,
                 create_params=params,
                 created_at=datetime.now(UTC),
             )
         ).on_conflict(target=(ConnectedAccount.seller, ConnectedAccount.generation), action="DO NOTHING")
-        row = await account_for_seller(seller["id"])
+        row = await account_for_seller(seller.id)
         assert row is not None
         if row.create_params is None:  # a row written before parameters were stored: fix them, from its profile
             stored = _create_params(seller, row.profile)
             await ConnectedAccount.update({ConnectedAccount.create_params: stored}).where(
                 (ConnectedAccount.id == row.id) & ConnectedAccount.create_params.is_null()
             )
-            row = await account_for_seller(seller["id"])
+            row = await account_for_seller(seller.id)
             assert row is not None
         return row, account_key(row.seller, row.generation)
 

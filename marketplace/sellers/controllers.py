@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -21,13 +22,14 @@ from marketplace.auth.guards import admin_only, seller_only
 from marketplace.auth.service import create_principal
 from marketplace.auth.tables import Role
 from marketplace.lib import ratelimit
-from marketplace.lib.deps import ArqDep, PrincipalDep, SettingsDep, StripeDep
+from marketplace.lib.deps import ArqDep, SettingsDep, StripeDep
 from marketplace.lib.problems import NotFound, Problem, TooManyRequests, Unavailable, UpstreamError
 from marketplace.lib.schemas import Offset
 from marketplace.lib.settings import Settings
 from marketplace.lib.stripe_errors import problem_from_stripe
 from marketplace.sellers import accounts, errors, fees, links, sync, urls
-from marketplace.sellers.accounts import AccountRow
+from marketplace.sellers.accounts import AccountRow, SellerRow
+from marketplace.sellers.deps import CURRENT_SELLER, CurrentSellerDep
 from marketplace.sellers.schemas import (
     AdminSellerOut,
     ConnectedAccountOut,
@@ -49,15 +51,15 @@ log = logging.getLogger("marketplace.sellers")
 BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
 
 
-def seller_out(row: dict[str, Any]) -> SellerOut:
+def seller_out(row: SellerRow) -> SellerOut:
     return SellerOut(
-        id=row["id"],
-        display_name=row["display_name"],
-        email=row["email"],
-        country=row["country"],
-        business_type=row["business_type"],
-        account_profile=row["account_profile"],
-        created_at=row["created_at"],
+        id=row.id,
+        display_name=row.display_name,
+        email=row.email,
+        country=row.country,
+        business_type=row.business_type,
+        account_profile=row.account_profile,
+        created_at=row.created_at,
     )
 
 
@@ -109,18 +111,19 @@ class SellerSignupController(Controller):
                 title="Bad request",
                 errors=[{"key": "country", "message": "not a Stripe Connect country", "source": "body"}],
             )
-        row: dict[str, Any] = {
-            "id": uuid.uuid4(),
-            "display_name": data.display_name,
-            "email": data.email,
-            "country": data.country,
-            "business_type": data.business_type,
-            "account_profile": data.account_profile if settings.allow_seller_account_profile else None,
-            "created_at": datetime.now(UTC),
-        }
         async with Seller._meta.db.transaction():
             principal_id, token = await create_principal(Role.seller, data.display_name, data.email)
-            await Seller.insert(Seller(principal=principal_id, **row))
+            row = SellerRow(
+                id=uuid.uuid4(),
+                principal=principal_id,
+                display_name=data.display_name,
+                email=data.email,
+                country=data.country,
+                business_type=data.business_type,
+                account_profile=data.account_profile if settings.allow_seller_account_profile else None,
+                created_at=datetime.now(UTC),
+            )
+            await Seller.insert(Seller(**asdict(row)))
         return SellerSignupResult(seller=seller_out(row), token=token)
 
 
@@ -129,6 +132,7 @@ class SellerMeController(Controller):
     tags = ["sellers"]
     guards = [seller_only]
     security = BEARER
+    dependencies = CURRENT_SELLER
 
     @get(
         "/",
@@ -139,9 +143,8 @@ class SellerMeController(Controller):
             "requirements, capabilities); `connected_account` is null until one is created."
         ),
     )
-    async def me(self, principal: PrincipalDep) -> SellerProfile:
-        seller = await accounts.seller_for_principal(principal.id)
-        account = await accounts.account_for_seller(seller["id"])
+    async def me(self, seller: CurrentSellerDep) -> SellerProfile:
+        account = await accounts.account_for_seller(seller.id)
         return SellerProfile(seller=seller_out(seller), connected_account=account_out(account) if account else None)
 
     @post(
@@ -157,9 +160,8 @@ class SellerMeController(Controller):
         raises=[errors.UnsupportedAccount, UpstreamError, Unavailable],
     )
     async def create_account(
-        self, principal: PrincipalDep, stripe_client: StripeDep, settings: SettingsDep
+        self, seller: CurrentSellerDep, stripe_client: StripeDep, settings: SettingsDep
     ) -> Response[ConnectedAccountOut]:
-        seller = await accounts.seller_for_principal(principal.id)
         row, created = await accounts.ensure_connected_account(stripe_client, settings, seller)
         return Response(account_out(row), status_code=201 if created else 200)
 
@@ -176,10 +178,9 @@ class SellerMeController(Controller):
         raises=[errors.AccountNotCreated, errors.AccountDisconnected, UpstreamError, Unavailable],
     )
     async def onboarding_link(
-        self, principal: PrincipalDep, stripe_client: StripeDep, settings: SettingsDep
+        self, seller: CurrentSellerDep, stripe_client: StripeDep, settings: SettingsDep
     ) -> LinkOut:
-        seller = await accounts.seller_for_principal(principal.id)
-        url, expires_at = await links.mint_onboarding_link(stripe_client, settings, seller["id"])
+        url, expires_at = await links.mint_onboarding_link(stripe_client, settings, seller.id)
         return LinkOut(url=url, expires_at=expires_at)
 
     @post(
@@ -201,9 +202,8 @@ class SellerMeController(Controller):
             Unavailable,
         ],
     )
-    async def dashboard_link(self, principal: PrincipalDep, stripe_client: StripeDep) -> LinkOut:
-        seller = await accounts.seller_for_principal(principal.id)
-        return LinkOut(url=await links.mint_dashboard_link(stripe_client, seller["id"]))
+    async def dashboard_link(self, seller: CurrentSellerDep, stripe_client: StripeDep) -> LinkOut:
+        return LinkOut(url=await links.mint_dashboard_link(stripe_client, seller.id))
 
 
 def _seller_page(settings: Settings, **query: str) -> Redirect:

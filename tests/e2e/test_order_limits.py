@@ -4,6 +4,7 @@ client address (every request here comes from 127.0.0.1), and a refused request 
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -85,3 +86,19 @@ async def test_only_the_one_who_pays_verifies_the_seller_and_admins_read_it(stac
     url = f"/orders/{order_id}/verify"
     both = {**auth, "X-Order-Token": body["access_token"]}
     assert (await stack.api.post(url, json={"session_id": body["session_id"]}, headers=both)).status_code == 200
+
+
+async def test_a_signed_in_buyers_order_is_verified_by_that_buyer_only(stack: Stack) -> None:
+    auth, _, _ = await active_seller(stack)
+    item = await listing(stack, auth, stock=None)
+    _, buyer_token = await create_principal(Role.buyer, "paying buyer", "payer@example.com")
+    _, other_token = await create_principal(Role.buyer, "other buyer", "other@example.com")
+    made = await checkout(stack, [(item["id"], 1)], headers=bearer(buyer_token))
+    assert made.status_code == 201, made.text
+    url = f"/orders/{made.json()['order']['id']}/verify"
+    missing = f"/orders/{uuid.uuid4()}/verify"
+    theirs = await stack.api.post(url, json={}, headers=bearer(other_token))
+    nothing = await stack.api.post(missing, json={}, headers=bearer(other_token))
+    assert theirs.status_code == nothing.status_code == 404, theirs.text
+    assert theirs.json()["type"] == nothing.json()["type"] == "urn:marketplace:problem:not-found"
+    assert (await stack.api.post(url, json={}, headers=bearer(buyer_token))).status_code == 200

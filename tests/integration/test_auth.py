@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from marketplace.auth.service import AuthenticatedPrincipal, create_principal, get_owned_or_404
+from marketplace.auth.service import AuthenticatedPrincipal, HeldBy, OwnedBy, create_principal, get_owned_or_404
 from marketplace.auth.tables import ApiToken, Role
 from marketplace.auth.tokens import hash_token
 from marketplace.lib.problems import NotFound
@@ -95,6 +95,43 @@ async def test_ownership_helper_hides_other_principals_objects(client: Client) -
     admin_id, _ = await create_principal(Role.admin, "root")
     admin = AuthenticatedPrincipal(id=admin_id, role=Role.admin, display_name="root")
     assert (await get_owned_or_404(Seller, alice_row["id"], admin, Seller.principal))["id"] == alice_row["id"]
+
+
+async def test_ownership_helper_takes_several_owner_relations_a_held_secret_and_owner_only_routes(
+    client: Client,
+) -> None:
+    """An order's shape of ownership, on sellers: a role-bound owner, a secret's holder without a principal,
+    and a route only owners use (admins answered 404 there like anyone else)."""
+    alice = await sign_up_seller(client)
+    row = await Seller.select().where(Seller.id == alice["seller"]["id"]).first()
+    assert row is not None
+    seller_id = row["id"]
+    as_seller = AuthenticatedPrincipal(id=row["principal"], role=Role.seller, display_name="a")
+    as_buyer = AuthenticatedPrincipal(id=row["principal"], role=Role.buyer, display_name="a")  # same id, other role
+    admin_id, _ = await create_principal(Role.admin, "root")
+    admin = AuthenticatedPrincipal(id=admin_id, role=Role.admin, display_name="root")
+    owners = (OwnedBy(Seller.principal, Role.seller),)
+
+    def holding(secret: str | None) -> HeldBy:
+        # Stands in for a guest's order token: the row's email is the "secret" here.
+        return HeldBy(None if secret is None else Seller.email == secret)
+
+    async def reads(principal: AuthenticatedPrincipal | None, *extra: HeldBy, admins: bool = True) -> bool:
+        try:
+            await get_owned_or_404(Seller, seller_id, principal, *owners, *extra, admins=admins, what="seller")
+        except NotFound:
+            return False
+        return True
+
+    assert await reads(as_seller)
+    assert not await reads(as_buyer)  # the relation names its role
+    assert not await reads(None)  # a guest showing nothing
+    assert not await reads(None, holding("wrong@example.com"))
+    assert await reads(None, holding(row["email"]))
+    assert await reads(as_buyer, holding(row["email"]))  # the secret proves ownership whoever shows it
+    assert await reads(admin)
+    assert not await reads(admin, admins=False)
+    assert await reads(as_seller, admins=False)
 
 
 async def test_signup_validation_is_a_problem_and_stores_nothing(client: Client) -> None:
