@@ -29,7 +29,7 @@ from stripe.params.checkout import (
     SessionRetrieveParams,
 )
 
-from connect.profiles import ChargeType
+from connect.profiles import ChargeType, account_of
 
 CHECKOUT_SESSION_ID = "{CHECKOUT_SESSION_ID}"  # Stripe replaces it in success_url with the session's id
 
@@ -78,13 +78,10 @@ def session_params(request: SessionRequest) -> tuple[SessionCreateParams, str | 
     payment_intent_data: SessionCreateParamsPaymentIntentData = {"metadata": metadata}
     if request.application_fee > 0:
         payment_intent_data["application_fee_amount"] = request.application_fee
-    stripe_account: str | None = None
     if request.charge_type == "destination":
         payment_intent_data["transfer_data"] = {"destination": request.connected_account}
         if request.on_behalf_of:
             payment_intent_data["on_behalf_of"] = request.connected_account
-    else:
-        stripe_account = request.connected_account
     params: SessionCreateParams = {
         "mode": "payment",
         "line_items": line_items,
@@ -99,7 +96,7 @@ def session_params(request: SessionRequest) -> tuple[SessionCreateParams, str | 
         params["customer_email"] = request.customer_email
     if request.allow_promotion_codes:
         params["allow_promotion_codes"] = True
-    return params, stripe_account
+    return params, account_of(request.charge_type, request.connected_account)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ Defined once here; settings, the API's schemas, onboarding and checkout all use 
 - **Charge type** (Stripe's): a platform-managed seller is charged with **destination charges** (the
   session and payment on the platform, funds transferred to the seller), a seller-managed one with
   **direct charges** (the session and payment on the connected account). docs/charges.md compares them.
+  `account_of` says, once for everything, which account a charge type's objects live on.
 """
 
 from __future__ import annotations
@@ -43,5 +44,10 @@ def charge_type_for(profile: AccountProfile) -> ChargeType:
     return _CHARGE_TYPES[profile]
 
 
-def is_account_profile(value: object) -> bool:
-    return value in ACCOUNT_PROFILES
+def account_of(charge_type: ChargeType, connected_account: str) -> str | None:
+    """The account an order's Stripe objects (Checkout Session, PaymentIntent, Charge, Refund) live on:
+    the seller's connected account for a direct charge, None (the platform) for a destination charge.
+
+    What to pass as `stripe_account` when creating or reading them, and where their events come from.
+    """
+    return connected_account if charge_type == "direct" else None

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import stripe
 from stripe.params import RefundCreateParams, RefundListParams
 
-from connect.profiles import ChargeType
+from connect.profiles import ChargeType, account_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +42,7 @@ def refund_params(request: RefundRequest) -> tuple[RefundCreateParams, str | Non
     }
     if request.charge_type == "destination":
         params["reverse_transfer"] = True
-        return params, None
-    return params, request.connected_account
+    return params, account_of(request.charge_type, request.connected_account)
 
 
 @dataclass(frozen=True, slots=True)

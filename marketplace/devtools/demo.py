@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from connect.profiles import ChargeType, account_of
 from marketplace.devtools.devstack import data_dir, fill_from_stack
 
 Json = dict[str, Any]
@@ -101,7 +102,7 @@ class Seller:
     auth: dict[str, str]
     account_id: str
     profile: str
-    charge_type: str
+    charge_type: ChargeType
     listing_id: str = ""
     listing_title: str = ""
 
@@ -282,7 +283,7 @@ class Demo:
             "POST", "/sellers/me/stripe-account", f"{display}'s connected account", expect=(200, 201), headers=auth
         )
         profile = str(account["profile"])
-        charge_type = "destination" if profile == "platform_managed" else "direct"
+        charge_type: ChargeType = "destination" if profile == "platform_managed" else "direct"
         seller = Seller(display, auth, str(account["account_id"]), profile, charge_type)
         chosen = signup["seller"]["account_profile"] is not None
         how = "chosen at sign-up" if chosen else "the platform's default"
@@ -430,8 +431,8 @@ class Demo:
 
         async def deliveries() -> list[Json]:
             query = {"type": "checkout.session.completed"}
-            if order.seller.charge_type == "direct":
-                query["account"] = order.seller.account_id
+            if (on := account_of(order.seller.charge_type, order.seller.account_id)) is not None:
+                query["account"] = on
             answer = await self.call(
                 "GET", f"{self.sandbox()}/_sandbox/deliveries", "the webhook deliveries", params=query
             )
@@ -485,7 +486,7 @@ class Demo:
             self.result.skipped.append(note)
             self.line(f"skipped: {note}")
             return
-        on = seller.account_id if seller.charge_type == "direct" else None
+        on = account_of(seller.charge_type, seller.account_id)
         where = f"on {seller.account_id}" if on else "on the platform"
         coupon = await self.stripe("/coupons", "creating a 100%-off coupon", {"percent_off": "100"}, on)
         code = f"FREE{self.tag.upper()}"
@@ -545,7 +546,7 @@ class Demo:
             f"the buyer pays by US bank debit on the hosted page: success page → {answer['status']} "
             f"(the money is on its way); stock still {await self.stock(seller)}"
         )
-        on = seller.account_id if seller.charge_type == "direct" else None
+        on = account_of(seller.charge_type, seller.account_id)
         await self.control(
             "POST", f"/checkout/sessions/{order.session_id}/settle", "settling the bank debit", {"stripe_account": on}
         )

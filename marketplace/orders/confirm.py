@@ -46,6 +46,7 @@ from typing import Any
 import asyncpg
 
 from connect.checkout import SessionFacts
+from connect.profiles import account_of
 from marketplace.lib.db import connection
 from marketplace.lib.observability import METRICS, count_shared
 from marketplace.lib.problems import NotFound, Problem
@@ -99,7 +100,7 @@ def ownership_mismatches(order: OrderRow, session: SessionFacts) -> list[tuple[s
         found.append(("metadata.order_id", str(order.id), session.metadata_order_id))
     if session.client_reference_id != str(order.id):
         found.append(("client_reference_id", str(order.id), session.client_reference_id))
-    expected_account = order.stripe_account_id if order.charge_type == "direct" else None
+    expected_account = account_of(order.charge_type, order.stripe_account_id)
     if session.read_as != expected_account:
         found.append(("read as account", expected_account, session.read_as))
     if session.currency != order.currency:

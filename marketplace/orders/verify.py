@@ -21,6 +21,7 @@ import stripe
 from arq.connections import ArqRedis
 
 from connect.checkout import retrieve_session
+from connect.profiles import account_of
 from marketplace.lib.problems import Unavailable
 from marketplace.lib.stripe_errors import is_transient, problem_from_stripe, stripe_code
 from marketplace.orders.confirm import SessionMismatch, follow_session
@@ -53,7 +54,7 @@ async def verify(client: stripe.StripeClient, arq: ArqRedis, order: OrderRow, se
     wanted = order.checkout_session_id or session_id
     if wanted is None:
         return order  # no session yet (its checkout is being retried): nothing to read
-    lives_on = order.stripe_account_id if order.charge_type == "direct" else None
+    lives_on = account_of(order.charge_type, order.stripe_account_id)
     try:
         session = await retrieve_session(client, wanted, lives_on)
     except stripe.StripeError as exc:

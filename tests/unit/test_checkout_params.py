@@ -7,6 +7,8 @@ import pytest
 
 from connect.checkout import CHECKOUT_SESSION_ID, SessionLine, SessionRequest, session_params
 from connect.currencies import charge_amount_problem, format_amount
+from connect.profiles import CHARGE_TYPES, account_of
+from connect.refunds import RefundRequest, refund_params
 from marketplace.lib.settings import SettingsError, load_settings
 from tests.unit.test_settings import GOOD
 
@@ -58,6 +60,16 @@ def test_a_direct_charge_is_made_on_the_connected_account_with_the_fee() -> None
     assert account == "acct_seller"
     assert params["payment_intent_data"] == {"metadata": {"order_id": "ord-1"}, "application_fee_amount": 250}
     assert "{CHECKOUT_SESSION_ID}" in params["success_url"]
+
+
+def test_an_orders_stripe_objects_live_on_the_seller_for_a_direct_charge_and_on_the_platform_otherwise() -> None:
+    assert account_of("direct", "acct_seller") == "acct_seller"
+    assert account_of("destination", "acct_seller") is None
+    # Creating the session and the refund goes where the one rule says, for every charge type.
+    for charge_type in CHARGE_TYPES:
+        refund = RefundRequest("ref-1", "ord-1", charge_type, "acct_seller", "pi_1", 2500, "oversold")
+        assert session_params(request(charge_type))[1] == account_of(charge_type, "acct_seller")
+        assert refund_params(refund)[1] == account_of(charge_type, "acct_seller")
 
 
 def test_a_zero_fee_is_not_sent() -> None:

@@ -24,6 +24,7 @@ import logging
 import uuid
 
 from connect.checkout import retrieve_session
+from connect.profiles import account_of
 from marketplace.orders.confirm import SessionMismatch, follow_session
 from marketplace.orders.service import order_by_id
 from marketplace.outbox.service import request_delivery
@@ -53,7 +54,7 @@ async def checkout_session_changed(ctx: HandlerContext, event: StoredEvent) -> N
     order = await order_by_id(order_id)
     if order is None:
         raise NotOurs(f"session {session_id} names order {order_id}, which does not exist here")
-    lives_on = order.stripe_account_id if order.charge_type == "direct" else None
+    lives_on = account_of(order.charge_type, order.stripe_account_id)
     require_home(event, lives_on, f"session {session_id} of order {order.id}")
     session = await retrieve_session(ctx.stripe, session_id, lives_on)
     arq = ctx.arq

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from connect.profiles import account_of
 from connect.refunds import retrieve_refund
 from marketplace.refunds.service import record_stripe_state, refund_by_id
 from webhooks.registry import HandlerContext, NotOurs, StoredEvent, handles, require_home
@@ -41,7 +42,7 @@ async def refund_changed(ctx: HandlerContext, event: StoredEvent) -> None:
     row = await refund_by_id(row_id)
     if row is None:
         raise NotOurs(f"refund {stripe_refund_id} names refund {row_id}, which does not exist here")
-    lives_on = row.stripe_account_id if row.charge_type == "direct" else None
+    lives_on = account_of(row.charge_type, row.stripe_account_id)
     require_home(event, lives_on, f"refund {stripe_refund_id} of refund {row.id}")
     state = await retrieve_refund(ctx.stripe, stripe_refund_id, lives_on)
     if state.metadata_refund_id != str(row.id) or (row.stripe_refund_id not in (None, state.id)):
