@@ -1,9 +1,10 @@
 """JSON logs with a request id, secret redaction, and a small Prometheus-text metrics registry.
 
 Request and webhook bodies are never logged; the access line carries method, path, status and time.
-Any configured secret (Stripe key, webhook secrets, DB/Redis passwords) and anything shaped like a
-token or key is masked in every log line by `RedactingFilter`, whatever logger produced it; `redact`
-applies the same masking to text kept elsewhere (an event's `last_error`).
+Any configured secret (Stripe key, webhook secrets, DB/Redis passwords), anything shaped like a token
+or key, and any email address (personal data: `j***@example.com`) is masked in every log line by
+`RedactingFilter`, whatever logger produced it, in the message, the exception text and the structured
+fields; `redact` applies the same masking to text kept elsewhere (an event's `last_error`).
 
 Metrics are per process, except shared counters (`count_shared`, `SharedCounts`, `Metrics.add_shared`):
 those live in one Redis hash, so a process that serves no HTTP (the arq worker) can count and every API
@@ -42,6 +43,12 @@ _PATTERNS = re.compile(
     r"(sk|rk)_(live|test)_[A-Za-z0-9]+|whsec_[A-Za-z0-9+/=_-]+|(?<![A-Za-z0-9_])(?:mkt|ord)_[A-Za-z0-9_-]{10,}|(?i:bearer)\s+[^\s\"',]+"
 )
 
+# An email address: a local part (not glued to a word before it) and a dotted domain ending in a TLD of
+# letters. Only text with an `@` between those can match, so identifiers, paths and ids are left alone;
+# the first character and the domain are kept, enough to tell addresses apart in an incident.
+_EMAIL = re.compile(r"(?<![\w.%+-])([\w%+-])[\w.%+-]*@((?:[\w-]+\.)+[^\W\d_]{2,})(?![\w-])")
+# The structured fields a formatter writes besides the message (`JsonFormatter`, `PlainFormatter`).
+LOGGED_FIELDS = ("event_id", "event_type", "account", "method", "path", "status", "duration_ms")
 
 _ID_PREFIX = uuid.uuid4().hex[:16]  # random per process: ids from several processes never collide
 _id_counter = itertools.count(1)
@@ -57,16 +64,17 @@ def current_request_id() -> str | None:
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with every one of `secrets`, anything shaped like a key or token, and the onboarding state
-    of a `/sellers/onboarding/{state}/…` path masked."""
+    """`text` with every one of `secrets`, anything shaped like a key or token, every email address
+    (`j***@example.com`), and the onboarding state of a `/sellers/onboarding/{state}/…` path masked."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "**********")
-    return _CAPABILITY_IN_PATH.sub(r"\1…", _PATTERNS.sub("**********", text))
+    text = _CAPABILITY_IN_PATH.sub(r"\1…", _PATTERNS.sub("**********", text))
+    return _EMAIL.sub(r"\1***@\2", text) if "@" in text else text
 
 
 class RedactingFilter(logging.Filter):
-    """Masks secrets in the rendered message and in exception text."""
+    """Masks secrets and personal data in the rendered message, the exception text and the text fields."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
@@ -82,6 +90,10 @@ class RedactingFilter(logging.Filter):
             formatted = logging.Formatter().formatException(record.exc_info)
             record.exc_text = self.redact(formatted)
             record.exc_info = None
+        for key in LOGGED_FIELDS:
+            value = record.__dict__.get(key)
+            if isinstance(value, str):
+                record.__dict__[key] = self.redact(value)
         return True
 
 
@@ -99,7 +111,7 @@ class JsonFormatter(logging.Formatter):
         request_id = current_request_id()
         if request_id:
             entry["request_id"] = request_id
-        for key in ("event_id", "event_type", "account", "method", "path", "status", "duration_ms"):
+        for key in LOGGED_FIELDS:
             value = record.__dict__.get(key)
             if value is not None:
                 entry[key] = value

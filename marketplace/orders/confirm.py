@@ -21,7 +21,7 @@ it holds no connection across a network call.
    someone else won; the current state is returned, with no side effects. On the winning path, in
    the same transaction, stock is taken line by line (`stock = stock - q WHERE stock >= q`, in listing
    id order so two confirmations never deadlock) and the outbox rows are written (buyer receipt, seller
-   sale notice, fulfilment; unique per order and kind).
+   sale notice, and the fulfilment request, which is the seller's too; unique per order and kind).
 4. **Oversold**: if a line cannot be filled, that transaction is rolled back (no stock taken, nothing
    announced) and a second one moves the order `pending|processing → oversold`, queues a full refund
    (a refund row and its outbox message: the Stripe call is made after the commit, by the worker) and
@@ -336,7 +336,7 @@ async def _announce_sale(
         [
             ("order.receipt", f"order:{order.id}:receipt", payload, order.buyer),
             ("order.sale", f"order:{order.id}:sale", payload, seller_principal),
-            ("order.fulfil", f"order:{order.id}:fulfil", payload, None),
+            ("order.fulfil", f"order:{order.id}:fulfil", payload, seller_principal),  # the seller ships it
         ],
     )
 

@@ -144,3 +144,39 @@ def test_guest_order_tokens_are_masked_like_every_other_credential() -> None:
     assert "mkt_abcdefghijklmnop" not in masked
     # …but not an identifier that merely contains the prefix (a traceback's `record_stripe_state`).
     assert redact("in record_stripe_state") == "in record_stripe_state"
+
+
+def test_email_addresses_are_masked_in_messages_exceptions_and_fields_but_identifiers_are_not() -> None:
+    from marketplace.lib.observability import JsonFormatter, RedactingFilter, redact
+
+    record = logging.LogRecord(
+        "marketplace.outbox",
+        logging.INFO,
+        __file__,
+        1,
+        "notify payload=%s",
+        ('{"email": "jane.doe+shop@example.co.uk"}',),
+        None,
+    )
+    record.__dict__["path"] = "/buyers/Jöhn@exämple.de"
+    try:
+        raise RuntimeError("duplicate key: Key (email)=(guest@example.com) already exists")
+    except RuntimeError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    RedactingFilter().filter(record)
+    line = JsonFormatter().format(record)
+    for address in ("jane.doe+shop@example.co.uk", "Jöhn@exämple.de", "guest@example.com", "jane.doe", "guest@"):
+        assert address not in line
+    assert '"email": "j***@example.co.uk"' in record.getMessage()  # still says there was one, and where
+    assert json.loads(line)["path"] == "/buyers/J***@exämple.de"
+    assert "g***@example.com" in (record.exc_text or "")
+    # Identifiers, decorators, dotted names and ids with no address in them are left as they are.
+    for text in (
+        "in record_stripe_state at webhooks/handlers/refunds.py:52",
+        "    @handles(*REFUND_EVENTS, endpoints={'platform', 'connect'})",
+        "matrix a@b.T and user@localhost",
+        "order 8f14e45f-ceea-467f-a0e6-00f1b2c3d4e5 for seller.display_name",
+    ):
+        assert redact(text) == text
