@@ -19,7 +19,7 @@ from marketplace.notifications.service import InvalidNotificationCursor, notific
 
 class NotificationOut(msgspec.Struct):
     id: uuid.UUID
-    kind: str  # order.receipt, order.sale, order.oversold, order.oversold_seller
+    kind: str  # order.receipt, order.sale, order.fulfil, order.oversold, order.oversold_seller
     subject: str
     payload: dict[str, Any]
     created_at: datetime
