@@ -147,7 +147,11 @@ class Store:
         if parent:
             os.makedirs(parent, exist_ok=True)
         tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
+        # The state holds webhook signing secrets: readable by its owner only, from the first byte. An
+        # older file's mode does not matter: the replacement carries the new one.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.chmod(tmp, 0o600)  # a stale tmp file keeps its mode through O_CREAT
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(self.dump(), fh)
         os.replace(tmp, path)
 

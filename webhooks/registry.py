@@ -21,7 +21,9 @@ Rules every handler follows (the pipeline delivers at least once, in any order):
 * **Raise to retry.** An exception marks the event failed; it is retried with exponential backoff
   and parked as dead after `EVENT_MAX_ATTEMPTS`. Return normally when there is nothing to do.
   Raise `NotOurs(note)` when the event is about something that is not this platform's (an account
-  connected to no seller that Stripe will not show us): recorded as `not_ours` with the note, final.
+  connected to no seller that Stripe will not show us, an object Stripe does not know): recorded as
+  `not_ours` with the note, final. `Malformed(note)` (raised by `data_object` and `metadata_of`) when
+  the event's body is not what its type promises: recorded at once as `dead` with the note, no retry.
 """
 
 from __future__ import annotations
@@ -65,12 +67,27 @@ class StoredEvent:
     api_version: str | None
     created: datetime
     payload: dict[str, Any]
+    # The endpoint the delivery came to; `endpoint` is the one its account says (they differ when misrouted).
+    received_on: Endpoint | None = None
 
     @property
     def data_object(self) -> dict[str, Any]:
-        """The object snapshot in `data.object` (re-read it from Stripe where state matters)."""
-        obj: dict[str, Any] = self.payload.get("data", {}).get("object", {})
+        """The object snapshot in `data.object` (re-read it from Stripe where state matters); `Malformed`
+        when it is not an object (a string, null): no retry can make one of it."""
+        data = self.payload.get("data")
+        obj = data.get("object") if isinstance(data, dict) else None
+        if not isinstance(obj, dict):
+            raise Malformed(f"{self.type} carries no object in data.object (found {type(obj).__name__})")
         return obj
+
+    def metadata_of(self, obj: Mapping[str, Any]) -> Mapping[str, Any]:
+        """`obj`'s `metadata` (empty when absent); `Malformed` when it is not an object."""
+        metadata = obj.get("metadata")
+        if metadata is None:
+            return {}
+        if not isinstance(metadata, dict):
+            raise Malformed(f"{self.type} carries metadata that is not an object ({type(metadata).__name__})")
+        return metadata
 
     @property
     def previous_attributes(self) -> dict[str, Any]:
@@ -103,6 +120,16 @@ class NotOurs(Exception):
         self.note = note
 
 
+class Malformed(Exception):
+    """Raised by a handler: the event does not have the shape its type promises (`data.object` a string or
+    null, metadata that is not an object). Signed, so it came from Stripe or someone with the secret, but
+    no retry can change its body: recorded at once as `dead` with the note, for an operator to look at."""
+
+    def __init__(self, note: str) -> None:
+        super().__init__(note)
+        self.note = note
+
+
 def require_home(event: StoredEvent, lives_on: str | None, what: str) -> None:
     """Raise `NotOurs` (after a security log line) unless `event` came from where its object lives: the
     connected account `lives_on` (a direct charge's objects, on the Connect endpoint), or the platform
@@ -115,7 +142,7 @@ def require_home(event: StoredEvent, lives_on: str | None, what: str) -> None:
         event.id,
         what,
         event.account,
-        event.endpoint,
+        event.received_on or event.endpoint,
         lives_on or "the platform",
     )
     raise NotOurs(f"{what} does not live on {event.account or 'the platform'}")

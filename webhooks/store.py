@@ -290,6 +290,7 @@ def _stored_event(row: asyncpg.Record) -> StoredEvent:
         api_version=row["api_version"],
         created=row["created"],
         payload=payload,
+        received_on=row["endpoint"],
     )
 
 
@@ -310,7 +311,8 @@ async def claim(event_id: str, lease_seconds: int, *, unhandled: bool = False) -
              WHERE id = $1
                AND (status = 'pending' OR (status = 'failed' AND next_attempt_at <= now())
                     OR ($4 AND status = 'unhandled'))
-         RETURNING id, type, account, livemode, api_version, created, payload, payload_raw, attempts, received_at
+         RETURNING id, type, account, endpoint, livemode, api_version, created, payload, payload_raw, attempts,
+                   received_at
             """,
             event_id,
             token,

@@ -36,7 +36,7 @@ from marketplace.lib.settings import Settings
 from webhooks import store
 from webhooks.metrics import count_outcome, count_sweep, flush_counts
 from webhooks.queueing import BACKOFF_BASE_SECONDS, backoff, enqueue_event, enqueuer_for, job_id_for
-from webhooks.registry import HandlerContext, NotOurs, event_types_for, handler_for, ignored_because
+from webhooks.registry import HandlerContext, Malformed, NotOurs, event_types_for, handler_for, ignored_because
 from webhooks.tables import EventStatus
 
 __all__ = [
@@ -142,6 +142,13 @@ async def process_event(ctx: dict[str, Any], event_id: str, *, unhandled: bool =
         count_outcome(redis, event.type, "not_ours")
         log.info("event concerns nothing of this platform: %s", exc.note, extra=extra)
         return "not_ours"
+    except Malformed as exc:  # no retry can change the body: dead at once, with the reason
+        if not await store.finish(event.id, claimed.lease_token, EventStatus.dead, redact(exc.note)):
+            count_outcome(redis, event.type, "lost_lease")
+            return "lost_lease"
+        count_outcome(redis, event.type, "dead")
+        log.error("event parked as dead, malformed: %s", exc.note, extra=extra)
+        return "dead"
     except Exception as exc:
         return await _record_failure(ctx, claimed, exc)
 

@@ -187,9 +187,10 @@ def _start_sandbox(stack: list[Callable[[], None]], settings: Settings) -> str:
     """Run the sandbox in a thread (state in `.data/sandbox.json`); returns its URL."""
     from sandbox.server import SandboxConfig, run_in_thread
 
-    running = run_in_thread(
-        SandboxConfig(port=SANDBOX_PORT, mode="development", snapshot_path=str(DATA / "sandbox.json"))
-    )
+    state = DATA / "sandbox.json"
+    if state.exists():
+        state.chmod(0o600)  # it holds the endpoints' signing secrets; older runs wrote it world-readable
+    running = run_in_thread(SandboxConfig(port=SANDBOX_PORT, mode="development", snapshot_path=str(state)))
     stack.append(running.stop)
     # The sandbox's Litestar and uvicorn applied their default logging configs (plain-text handlers, on
     # the root logger too): this process is the dev runner's, so take logging back for every line.

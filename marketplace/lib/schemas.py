@@ -26,6 +26,7 @@ from litestar.params import PathParameter, QueryParameter
 
 from connect.accounts import SUPPORTED_COUNTRIES
 from connect.currencies import SUPPORTED_CURRENCIES
+from marketplace.lib.text import EMAIL_MAX_LENGTH, EMAIL_PATTERN
 
 _CONTROL = r"\x00-\x1f\x7f-\x9f"
 _CONTROL_BUT_LINES = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
@@ -40,8 +41,23 @@ NOT_BLANK_LINE = rf"^[^{_CONTROL}]*[^{_CONTROL}{_SPACE}][^{_CONTROL}]*$"
 Line = Annotated[str, msgspec.Meta(pattern=SINGLE_LINE)]
 Text = Annotated[str, msgspec.Meta(pattern=MULTI_LINE)]
 
-Email = Annotated[str, msgspec.Meta(pattern=rf"^[^@ {_CONTROL}]+@[^@ {_CONTROL}]+\.[^@ {_CONTROL}]+$", max_length=320)]
-DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NOT_BLANK_LINE)]
+SHOWN = (
+    "Shown to other people: no bidirectional controls (U+202A to U+202E, U+2066 to U+2069, U+200E, U+200F, U+061C) "
+    "and at least one visible character (400 `validation-error` otherwise)."
+)
+"""What the OpenAPI document says of a field `marketplace.lib.text.require_shown` checks."""
+Email = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=EMAIL_PATTERN,
+        max_length=EMAIL_MAX_LENGTH,
+        description=(
+            "An email address as a mail system takes it: ASCII, no quoted local part, no IP-literal domain "
+            "(an international domain in its `xn--` form). Stored with its domain in lowercase."
+        ),
+    ),
+]
+DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NOT_BLANK_LINE, description=SHOWN)]
 CountryCode = Annotated[
     str,
     msgspec.Meta(

@@ -17,15 +17,18 @@ from typing import Annotated, Any, ClassVar
 import msgspec
 
 from connect.currencies import MAXIMUM_AMOUNT, SUPPORTED_CURRENCIES, amount_step, minimum_charge
-from marketplace.lib.schemas import MULTI_LINE, NOT_BLANK_LINE, CurrencyCode
+from marketplace.lib.schemas import MULTI_LINE, NOT_BLANK_LINE, SHOWN, CurrencyCode
 
 MAXIMUM_STOCK = 1_000_000
 MAXIMUM_DESCRIPTION = 5000
 
 Title = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=200, pattern=NOT_BLANK_LINE, description="Stored stripped.")
+    str,
+    msgspec.Meta(min_length=1, max_length=200, pattern=NOT_BLANK_LINE, description=f"Stored stripped. {SHOWN}"),
 ]
-Description = Annotated[str, msgspec.Meta(max_length=MAXIMUM_DESCRIPTION, pattern=MULTI_LINE)]
+Description = Annotated[
+    str, msgspec.Meta(max_length=MAXIMUM_DESCRIPTION, pattern=MULTI_LINE, description=f"May be empty. {SHOWN}")
+]
 UnitAmount = Annotated[
     int,
     msgspec.Meta(

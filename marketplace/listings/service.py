@@ -2,11 +2,12 @@
 
 - **Validity** (`clean`): a title of 1..200 characters once stripped, without control characters; a
   description of at most 5000 characters without NUL or control characters other than tab and line
-  breaks; a supported currency (stored lowercase); a unit amount Stripe would charge for a quantity of
-  one (`connect.currencies.charge_amount_problem`: at least the currency's minimum charge, at most
-  eight digits, a multiple of 10 for three-decimal currencies); a stock of 0..1,000,000 or unlimited.
-  Every refusal is an `InvalidListing` (400 `validation-error`) listing each field, before anything
-  is written.
+  breaks; both, being shown to buyers, without bidirectional controls and (a description unless empty)
+  with something visible (`marketplace.lib.text.shown_text_problem`); a supported currency (stored
+  lowercase); a unit amount Stripe would charge for a quantity of one
+  (`connect.currencies.charge_amount_problem`: at least the currency's minimum charge, at most eight
+  digits, a multiple of 10 for three-decimal currencies); a stock of 0..1,000,000 or unlimited. Every
+  refusal is an `InvalidListing` (400 `validation-error`) listing each field, before anything is written.
 - **Ownership**: a seller reaches a listing by id only through `get_owned_or_404` (another seller's
   listing is a 404 exactly like a missing one).
 - **Visibility**: buyers see active listings of sellers who can take payments now
@@ -29,6 +30,7 @@ from connect.currencies import charge_amount_problem, is_supported, normalize
 from marketplace.auth.service import AuthenticatedPrincipal, get_owned_or_404
 from marketplace.lib.db import DB
 from marketplace.lib.problems import NotFound, Problem
+from marketplace.lib.text import shown_text_problem
 from marketplace.listings.schemas import MAXIMUM_DESCRIPTION, MAXIMUM_STOCK
 from marketplace.listings.tables import Listing, ListingRow
 from marketplace.sellers.eligibility import sellers_shown_to_buyers
@@ -102,11 +104,15 @@ def clean(fields: ListingFields, changed: Collection[str] = _FIELDS) -> ListingF
             refuse("title", f"must be at most {MAXIMUM_TITLE} characters")
         elif _has_control(title):
             refuse("title", "must not contain control characters")
+        elif shown := shown_text_problem(title):
+            refuse("title", shown)
     if "description" in changed:
         if len(fields.description) > MAXIMUM_DESCRIPTION:
             refuse("description", f"must be at most {MAXIMUM_DESCRIPTION} characters")
         elif _has_control(fields.description, allowed=_LINE_BREAKS):
             refuse("description", "must not contain NUL or control characters other than tabs and line breaks")
+        elif fields.description and (shown := shown_text_problem(fields.description)):
+            refuse("description", shown)  # empty is no description; blank-looking is a blank card
     currency = normalize(fields.currency)
     if "currency" in changed or "unit_amount" in changed:
         if not is_supported(currency):

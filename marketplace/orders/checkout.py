@@ -10,6 +10,10 @@
    returns that order instead of writing another (keyed by `cart_key`, serialized by an advisory lock).
    "The same buyer" is the bearer token's buyer, or for a guest the email *and* the request's
    `Idempotency-Key`: an email alone is no credential, so it never finds (nor gets a token to) an order.
+   An `Idempotency-Key` (a buyer's or a guest's) is stored with the order, hashed with its caller's
+   scope, beside a fingerprint of the request body (`idempotency_key`); the same key with another body
+   within 24 hours is a 422 `idempotency-key-reused` and writes nothing (as Stripe and the IETF
+   Idempotency-Key draft answer).
 3. **Call** Stripe (nothing held): `checkout.sessions.create` with the key `checkout:{order_id}` and
    parameters built from the stored snapshot only, so a retry (the SDK's, or the buyer's) sends the
    same request and gets the same session, never a second one.
@@ -56,6 +60,7 @@ from marketplace.orders.errors import (
     AmountNotChargeable,
     CartSpansSellers,
     CheckoutRefused,
+    IdempotencyKeyReused,
     InsufficientStock,
     ListingUnavailable,
     MixedCurrencies,
@@ -72,6 +77,8 @@ from marketplace.sellers.tables import ConnectedAccount, Seller
 log = logging.getLogger("marketplace.checkout")
 
 RETRY_AFTER_SECONDS = 5
+# How long an `Idempotency-Key` stays bound to the request body it first came with (Stripe's 24 hours).
+IDEMPOTENCY_KEY_HOURS = 24
 
 # Stripe's codes a buyer may see, in plain words (anything else: the generic sentence).
 _PLAIN_WORDS = {
@@ -101,6 +108,35 @@ class Buyer:
             return f"buyer:{self.principal_id}"
         attempt = hashlib.sha256(self.attempt.encode()).hexdigest() if self.attempt else f"once:{self._once}"
         return f"guest:{self.email.lower()}:{attempt}"
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A checkout's `Idempotency-Key`, as stored: hashed with its caller's scope (a buyer's own keys, or
+    the guests'), with the fingerprint of the body it came with."""
+
+    key_hash: str
+    fingerprint: str
+
+
+def idempotency_key(buyer: Buyer, key: str | None, body: CheckoutIn) -> IdempotencyKey | None:
+    """The stored form of `key` for this caller and body, or None without a key.
+
+    The fingerprint is a SHA-256 of the body as canonical JSON (sorted keys, no spaces): the lines sorted
+    by listing (their order changes nothing) and the email in lowercase (the same guest, as in
+    `Buyer.identity`), so a retry of the same request matches whatever its key order or spacing."""
+    if key is None:
+        return None
+    scope = f"buyer:{buyer.principal_id}" if buyer.principal_id else "guest"
+    canonical = {
+        "email": body.email.lower() if body.email else None,
+        "lines": sorted([str(line.listing_id), line.quantity] for line in body.lines),
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    return IdempotencyKey(
+        key_hash=hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest(),
+        fingerprint=hashlib.sha256(text.encode()).hexdigest(),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,8 +279,15 @@ def cart_key(buyer: Buyer, terms: SellingTerms, currency: str, fee: int, lines: 
     return hashlib.sha256(json.dumps(material, separators=(",", ":")).encode()).hexdigest()
 
 
-async def checkout(client: stripe.StripeClient, settings: Settings, buyer: Buyer, body: CheckoutIn) -> CheckoutResult:
-    """Check the cart, write (or find) the order, and give it a Checkout Session (see the module doc)."""
+async def checkout(
+    client: stripe.StripeClient,
+    settings: Settings,
+    buyer: Buyer,
+    body: CheckoutIn,
+    key: IdempotencyKey | None = None,
+) -> CheckoutResult:
+    """Check the cart, write (or find) the order, and give it a Checkout Session (see the module doc).
+    `key`: the request's `Idempotency-Key`, refused (422) when it came with another body before."""
     ids = [line.listing_id for line in body.lines]
     if len(set(ids)) != len(ids):
         raise _validation("lines", "each listing may appear once; put the whole quantity on one line")
@@ -265,10 +308,10 @@ async def checkout(client: stripe.StripeClient, settings: Settings, buyer: Buyer
         )
     policy = combine(settings, seller_id, stored_override(seller_id, context.overrides[seller_id]))
     fee = application_fee(subtotal, currency, policy)
-    key = cart_key(buyer, terms, currency, fee, lines)
+    cart = cart_key(buyer, terms, currency, fee, lines)
 
     async def intent() -> tuple[CheckoutResult, str]:
-        written = await _write_order(settings, buyer, terms, currency, subtotal, fee, lines, key)
+        written = await _write_order(settings, buyer, terms, currency, subtotal, fee, lines, cart, key)
         return written, checkout_key(written.order.id)
 
     async def call(written: CheckoutResult, idem_key: str) -> CreatedSession | None:
@@ -316,8 +359,9 @@ WITH existing AS (
      ORDER BY created_at DESC LIMIT 1
 ), new_order AS (
     INSERT INTO orders (id, buyer, email, seller, account, stripe_account_id, charge_type, currency, subtotal,
-                        application_fee, total, status, cart_key, checkout_expires_at, created_at, updated_at)
-    SELECT $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $12, 'pending', $1, $14, $15, $15
+                        application_fee, total, status, cart_key, checkout_expires_at, created_at, updated_at,
+                        idempotency_key, request_fingerprint)
+    SELECT $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $12, 'pending', $1, $14, $15, $15, $23, $24
      WHERE NOT EXISTS (SELECT 1 FROM existing)
     RETURNING *
 ), new_lines AS (
@@ -345,13 +389,15 @@ async def _write_order(
     subtotal: int,
     fee: int,
     lines: list[_Priced],
-    key: str,
+    cart: str,
+    key: IdempotencyKey | None,
 ) -> CheckoutResult:
-    """The pending order for this cart: an earlier one within the reuse window, else a new one."""
+    """The pending order for this cart: an earlier one within the reuse window, else a new one;
+    `IdempotencyKeyReused` (nothing written) when `key` came with another body within its lifetime."""
     now = datetime.now(UTC)
     token = mint_order_token() if buyer.principal_id is None else None
     values = (
-        key,
+        cart,
         now - timedelta(seconds=settings.checkout_reuse_seconds),
         now + timedelta(minutes=31),  # Stripe's shortest session and a minute: an older one would be refused
         uuid.uuid4(),
@@ -373,10 +419,29 @@ async def _write_order(
         [line.quantity for line in lines],
         [line.amount for line in lines],
         hash_token(token) if token is not None else None,
+        key.key_hash if key is not None else None,
+        key.fingerprint if key is not None else None,
     )
     async with connection() as conn, conn.transaction():
+        if key is not None:
+            # The key's lock first (always in this order: no deadlock), so two bodies sent with one key at
+            # once are serialized here and the second sees the first's order.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key.key_hash)
+            earlier = await conn.fetchval(
+                """
+                SELECT request_fingerprint FROM orders
+                 WHERE idempotency_key = $1 AND created_at > $2 ORDER BY created_at DESC LIMIT 1
+                """,
+                key.key_hash,
+                now - timedelta(hours=IDEMPOTENCY_KEY_HOURS),
+            )
+            if earlier is not None and earlier != key.fingerprint:
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was used for another checkout (other lines, quantities or email) "
+                    f"in the last {IDEMPOTENCY_KEY_HOURS} hours; use a new key for a new checkout."
+                )
         # Two checkouts of one cart at once: the second waits here (milliseconds), then finds the first.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", cart)
         row = await conn.fetchrow(_WRITE_ORDER, *values)
     assert row is not None
     order = OrderRow.from_row(row)

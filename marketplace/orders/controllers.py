@@ -25,6 +25,7 @@ from marketplace.orders.errors import (
     AmountNotChargeable,
     CartSpansSellers,
     CheckoutRefused,
+    IdempotencyKeyReused,
     InsufficientStock,
     ListingUnavailable,
     MixedCurrencies,
@@ -92,7 +93,9 @@ IdempotencyKeyDep = Annotated[
         description=(
             "A guest's key for this checkout attempt (any string the client makes up, e.g. a UUID, kept "
             "until the cart changes): a retry with the same key, email and cart within the reuse window "
-            "returns the same order and a token for it. Without one a guest's every checkout is a new order."
+            "returns the same order and a token for it. Without one a guest's every checkout is a new order. "
+            "A key is bound for 24 hours to the body it first came with (lines, quantities, email; a buyer's "
+            "keys are their own): the same key with another body is a 422 `idempotency-key-reused`."
         ),
     ),
 ]
@@ -169,6 +172,7 @@ class CheckoutController(Controller):
             InsufficientStock,
             SellerCannotSell,
             CheckoutRefused,
+            IdempotencyKeyReused,
             TooManyRequests,
             Unavailable,
         ],
@@ -186,7 +190,8 @@ class CheckoutController(Controller):
         who = str(caller.id) if caller is not None else client_address(request)
         await enforce(arq, (checkout_per_caller(settings), who))
         buyer = await checkout_service.buyer_for(caller, data, idempotency_key)
-        result = await checkout_service.checkout(stripe_client, settings, buyer, data)
+        key = checkout_service.idempotency_key(buyer, idempotency_key, data)
+        result = await checkout_service.checkout(stripe_client, settings, buyer, data, key)
         body = CheckoutOut(
             order=order_out(result.order, result.lines),
             checkout_url=result.order.checkout_url,

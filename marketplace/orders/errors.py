@@ -58,3 +58,12 @@ class WrongRoleForCheckout(Problem):
     status = 403
     slug = "forbidden"
     title = "Forbidden"
+
+
+class IdempotencyKeyReused(Problem):
+    """The `Idempotency-Key` was used, within its lifetime (24 h), for a checkout of another body (other lines,
+    quantities or email); nothing was written. Use a new key for a new checkout."""
+
+    status = 422
+    slug = "idempotency-key-reused"
+    title = "Idempotency key reused with another request"

@@ -9,6 +9,7 @@ from typing import Annotated
 import msgspec
 
 from marketplace.lib.schemas import Email
+from marketplace.lib.text import require_email
 
 MAX_LINES = 50
 MAX_QUANTITY = 10_000
@@ -51,6 +52,11 @@ class CheckoutIn(msgspec.Struct, forbid_unknown_fields=True):
             )
         ),
     ] = None
+
+    def __post_init__(self) -> None:
+        # Checked and normalized before anything is stored (marketplace.lib.text); the decoder's 400 names it.
+        if self.email is not None:
+            self.email = require_email("email", self.email)
 
 
 class OrderLineOut(msgspec.Struct):

@@ -33,6 +33,10 @@ class Order(Table, tablename="orders", db=DB):
     status_reason = Text(null=True, default=None)
     stripe_error_code = Varchar(length=64, null=True, default=None)
     cart_key = Varchar(length=64, index=True)  # see marketplace.orders.checkout.cart_key
+    # The request's Idempotency-Key (SHA-256 with its caller's scope) and its body's fingerprint: the
+    # same key with another body is refused (marketplace.orders.checkout.idempotency_key).
+    idempotency_key = Varchar(length=64, null=True, default=None)
+    request_fingerprint = Varchar(length=64, null=True, default=None)
     checkout_session_id = Varchar(length=255, null=True, default=None, unique=True)
     checkout_url = Text(null=True, default=None)
     checkout_expires_at = Timestamptz()  # sent as the session's expires_at (same on every retry)

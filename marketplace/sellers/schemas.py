@@ -12,6 +12,7 @@ from connect.currencies import MAXIMUM_AMOUNT, SUPPORTED_CURRENCIES, amount_step
 from connect.fees import MAX_BASIS_POINTS
 from connect.profiles import AccountProfile, AccountStatus
 from marketplace.lib.schemas import CountryCode, DisplayName, Email, LowercaseCurrencyCode
+from marketplace.lib.text import require_email, require_shown
 
 BusinessType = Literal["individual", "company", "non_profit", "government_entity"]
 AccountProfileName = AccountProfile
@@ -24,6 +25,11 @@ class SellerSignup(msgspec.Struct, forbid_unknown_fields=True):
     business_type: BusinessType = "individual"
     # Only honoured when the platform allows sellers to choose (ALLOW_SELLER_ACCOUNT_PROFILE).
     account_profile: AccountProfileName | None = None
+
+    def __post_init__(self) -> None:
+        # The decoder's 400 names the field; the address is stored normalized (marketplace.lib.text).
+        require_shown(display_name=self.display_name)
+        self.email = require_email("email", self.email)
 
 
 class SellerOut(msgspec.Struct):

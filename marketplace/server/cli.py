@@ -137,11 +137,18 @@ def cmd_admin_create_token(args: argparse.Namespace) -> int:
     from marketplace.auth.service import create_principal
     from marketplace.auth.tables import Role
     from marketplace.lib.db import start_database, stop_database
+    from marketplace.lib.text import InvalidEmail, normalize_email
+
+    try:
+        email = normalize_email(args.email) if args.email is not None else None
+    except InvalidEmail as exc:
+        print(f"--email: not a valid email address: {exc}", file=sys.stderr)
+        return 2
 
     async def create() -> str:
         await start_database(settings.database_url.reveal(), max_size=1)
         try:
-            _, token = await create_principal(Role.admin, args.name, args.email)
+            _, token = await create_principal(Role.admin, args.name, email)
             return token
         finally:
             await stop_database()

@@ -96,7 +96,7 @@ async def test_the_whole_story_on_a_stack_that_allows_it_all(stack: Stack, capsy
         paid("destination", "declined-then-paid"),
         paid("direct", "bank-debit"),
         paid("destination", "last-unit"),
-        ("oversold-refunded", "destination", "oversold", "25.00", "2.50", "25.00", "25.00 created"),
+        ("oversold-refunded", "destination", "oversold", "25.00", "2.50", "25.00", "25.00 succeeded"),
     ], text
     assert [stock for stock, _ in stock_table(lines)] == [0, 0], text
     # The success page came first, the webhook second on the endpoint where each session lives.
@@ -129,7 +129,7 @@ async def test_a_stack_like_make_runs_default_is_shown_what_it_allows(
         paid("destination", "declined-then-paid"),
         paid("destination", "bank-debit"),
         paid("destination", "last-unit"),
-        ("oversold-refunded", "destination", "oversold", "25.00", "2.50", "25.00", "25.00 created"),
+        ("oversold-refunded", "destination", "oversold", "25.00", "2.50", "25.00", "25.00 succeeded"),
     ], text
     assert [stock for stock, _ in stock_table(lines)] == [0, 1], text
     assert "ALLOW_SELLER_ACCOUNT_PROFILE is not true" in text

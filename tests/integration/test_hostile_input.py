@@ -281,3 +281,106 @@ async def test_a_body_shorter_than_its_content_length_is_answered_and_closed(set
             assert json.loads(rest.partition(b"\r\n\r\n")[2])["type"] == TYPE + "request-timeout"
             assert await _counts() == before
         assert (await api.http.get("/health/live")).status_code == 200
+
+
+# Names other people are shown (marketplace.lib.text) -----------------------------------------------------
+
+INVISIBLE = ["\u200b\u200b\u200b", " \u200c\u2060\ufeff ", "\u3164", "\u2800", "\u0301", "\U000e0041\U000e0042"]
+REORDERED = ["Shop \u202egnp.exe", "\u2067abc\u2069", "a\u200fb", "x\u061cy", "\u202a\u202bz\u202c"]
+
+
+@pytest.mark.usefixtures("nothing_stored")
+@pytest.mark.parametrize("text", INVISIBLE + REORDERED)
+async def test_a_name_of_nothing_visible_or_with_bidi_controls_is_refused_at_sign_up(
+    client: httpx.AsyncClient, text: str
+) -> None:
+    """A shop (seller) or buyer name that would show as a blank, or display as another text, stores nothing."""
+    for route in ("/sellers", "/buyers"):
+        problem = assert_problem(await client.post(route, json=_signup(display_name=text)), 400, "validation-error")
+        assert [e["key"] for e in problem["errors"]] == ["display_name"], problem
+
+
+@pytest.mark.parametrize("text", INVISIBLE + REORDERED)
+async def test_a_listing_title_or_description_of_nothing_visible_or_with_bidi_controls_is_refused(
+    client: httpx.AsyncClient, text: str
+) -> None:
+    from marketplace.listings.tables import Listing
+
+    signup = await client.post("/sellers", json=_signup())
+    assert signup.status_code == 201, signup.text
+    auth = {"Authorization": f"Bearer {signup.json()['token']}"}
+    good = {"title": "Hand-thrown mug", "unit_amount": 2500, "currency": "usd", "description": "Blue."}
+    before = await Listing.count()
+    for field in ("title", "description"):
+        response = await client.post("/sellers/me/listings", json=good | {field: text}, headers=auth)
+        problem = assert_problem(response, 400, "validation-error")
+        assert [e["key"] for e in problem["errors"]] == [field], problem
+    assert await Listing.count() == before
+    made = await client.post("/sellers/me/listings", json=good, headers=auth)
+    assert made.status_code == 201, made.text
+    for field in ("title", "description"):
+        response = await client.patch(f"/sellers/me/listings/{made.json()['id']}", json={field: text}, headers=auth)
+        assert_problem(response, 400, "validation-error")
+    shown = await client.get(f"/sellers/me/listings/{made.json()['id']}", headers=auth)
+    assert (shown.json()["title"], shown.json()["description"]) == ("Hand-thrown mug", "Blue.")
+
+
+async def test_visible_text_with_invisible_characters_among_it_is_taken(client: httpx.AsyncClient) -> None:
+    """A joiner inside an emoji sequence, an Arabic or Hebrew name, an empty description: all fine."""
+    for name in (
+        "\U0001f469\u200d\U0001f52c Lab",
+        "\u0645\u062a\u062c\u0631 \u0646\u0648\u0631",
+        "\u05d7\u05e0\u05d5\u05ea",
+    ):
+        response = await client.post("/sellers", json=_signup(display_name=name))
+        assert response.status_code == 201, response.text
+        assert response.json()["seller"]["display_name"] == name
+    signup = await client.post("/sellers", json=_signup())
+    auth = {"Authorization": f"Bearer {signup.json()['token']}"}
+    listing = {"title": "Mug \u2615", "unit_amount": 2500, "currency": "usd", "description": ""}
+    assert (await client.post("/sellers/me/listings", json=listing, headers=auth)).status_code == 201
+
+
+# Email addresses (marketplace.lib.text.normalize_email) --------------------------------------------------
+
+BAD_EMAILS = [
+    "\u200b\u200b\u200b@example.com",
+    "a\u2028b@example.com",
+    "\ufffe@example.com",
+    "buyer@[127.0.0.1]",
+    "buyer@[IPv6:::1]",
+    '"two words"@example.com',
+    "a..b@example.com",
+    "buyer@localhost",
+    "buyer@host.local",
+    "b\u00fcyer@example.com",
+]
+
+
+@pytest.mark.usefixtures("nothing_stored")
+@pytest.mark.parametrize("email", BAD_EMAILS)
+async def test_an_address_no_mail_system_takes_is_refused_everywhere_before_anything_is_stored(
+    client: httpx.AsyncClient, email: str
+) -> None:
+    from marketplace.orders.tables import Order
+
+    orders = await Order.count()
+    for route, body in [
+        ("/sellers", _signup(email=email)),
+        ("/buyers", _signup(email=email)),
+        ("/checkout", {"lines": [{"listing_id": str(uuid.uuid4()), "quantity": 1}], "email": email}),
+    ]:
+        problem = assert_problem(await client.post(route, json=body), 400, "validation-error")
+        assert [e["key"] for e in problem["errors"]] == ["email"], (route, problem)
+    assert await Order.count() == orders
+
+
+async def test_an_address_is_stored_with_its_domain_in_lowercase(client: httpx.AsyncClient) -> None:
+    local = f"Mixed.Case+{uuid.uuid4().hex[:8]}"
+    for route, role in (("/sellers", "seller"), ("/buyers", "buyer")):
+        response = await client.post(route, json=_signup(email=f"{local}@Example.COM"))
+        assert response.status_code == 201, response.text
+        assert response.json()[role]["email"] == f"{local}@example.com"
+        me = await client.get(f"{route}/me", headers={"Authorization": f"Bearer {response.json()['token']}"})
+        stored = me.json()["seller"]["email"] if role == "seller" else me.json()["email"]
+        assert stored == f"{local}@example.com"

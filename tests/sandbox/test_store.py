@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
+
 from sandbox.store import Store
 
 
@@ -23,3 +26,21 @@ def test_listing_a_kind_is_newest_first_by_owner_and_survives_remove_readd_and_a
     assert [o["id"] for o in loaded.all("thing")] == ["a", "d"]
     assert [o["id"] for o in loaded.all("other", "acct_1")] == ["x"]
     assert loaded.all("missing") == []
+
+
+def test_the_saved_state_is_readable_by_its_owner_only_even_over_an_older_world_readable_file(
+    tmp_path: Path,
+) -> None:
+    """`.data/sandbox.json` holds the webhook endpoints' signing secrets (`make run` saves it there)."""
+    path = tmp_path / "sandbox.json"
+    path.write_text("{}")
+    path.chmod(0o644)  # as earlier versions wrote it
+    (tmp_path / "sandbox.json.tmp").write_text("")
+    (tmp_path / "sandbox.json.tmp").chmod(0o644)  # a crash's leftover
+    store = Store()
+    store.add("webhook_endpoint", "platform", {"id": "we_1", "secret": "whsec_x"})
+    store.save_file(str(path))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    loaded = Store()
+    assert loaded.load_file(str(path))
+    assert loaded.all("webhook_endpoint")[0]["secret"] == "whsec_x"

@@ -12,16 +12,20 @@ delayed payment settling → processing, failed → failed, expired → expired)
 therefore only a hint: a late `completed` after `async_payment_succeeded`, or two events for one
 change, end in the same state with one set of side effects.
 
-A session that names no order of ours, or whose order lives elsewhere (another account, the other
-endpoint), is recorded as not ours; a session that does not match its order is a security event
-(logged by the confirmation) and also ends as not ours: retrying cannot make it match. A Stripe error
-on the re-read raises, so the event is retried.
+A session that names no order of ours, that Stripe does not know where its order's session lives, or
+whose order lives elsewhere (another account, the other endpoint), is recorded as not ours; a session
+that does not match its order is a security event (logged by the confirmation) and also ends as not
+ours: retrying cannot make it match. An event whose `data.object` or metadata is not an object is
+malformed (dead at once, `webhooks.registry.Malformed`). A Stripe error on the re-read raises, so the
+event is retried.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+
+import stripe
 
 from connect.checkout import retrieve_session
 from connect.profiles import account_of
@@ -44,7 +48,7 @@ CHECKOUT_EVENTS = (
 async def checkout_session_changed(ctx: HandlerContext, event: StoredEvent) -> None:
     snapshot = event.data_object
     session_id = snapshot.get("id")
-    metadata = snapshot.get("metadata") or {}
+    metadata = event.metadata_of(snapshot)
     if not isinstance(session_id, str) or not session_id.startswith("cs_"):
         raise NotOurs(f"{event.type} carries no Checkout Session id")
     try:
@@ -56,7 +60,13 @@ async def checkout_session_changed(ctx: HandlerContext, event: StoredEvent) -> N
         raise NotOurs(f"session {session_id} names order {order_id}, which does not exist here")
     lives_on = account_of(order.charge_type, order.stripe_account_id)
     require_home(event, lives_on, f"session {session_id} of order {order.id}")
-    session = await retrieve_session(ctx.stripe, session_id, lives_on)
+    try:
+        session = await retrieve_session(ctx.stripe, session_id, lives_on)
+    except stripe.InvalidRequestError as exc:
+        if exc.http_status != 404:
+            raise
+        # A session nobody created (a forged or mistyped id naming a real order): no retry finds it.
+        raise NotOurs(f"session {session_id} does not exist on {lives_on or 'the platform'}") from exc
     arq = ctx.arq
 
     async def kick() -> None:

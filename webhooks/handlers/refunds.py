@@ -10,13 +10,16 @@ error line and a count: the buyer is owed.
 
 A refund without our row's id in its metadata (made in a dashboard, say) is recorded as not ours: what
 the platform does about refunds it did not make is not decided here yet. An event from where the
-refund does not live is a security log line and not ours. A Stripe error on the re-read retries.
+refund does not live is a security log line and not ours, as is one Stripe does not know (404). A
+Stripe error on the re-read retries; a body whose object or metadata is not an object is malformed.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+
+import stripe
 
 from connect.profiles import account_of
 from connect.refunds import retrieve_refund
@@ -34,7 +37,7 @@ async def refund_changed(ctx: HandlerContext, event: StoredEvent) -> None:
     stripe_refund_id = snapshot.get("id")
     if not isinstance(stripe_refund_id, str) or not stripe_refund_id.startswith("re_"):
         raise NotOurs(f"{event.type} carries no refund id")
-    metadata = snapshot.get("metadata") or {}
+    metadata = event.metadata_of(snapshot)
     try:
         row_id = uuid.UUID(str(metadata.get("refund_id") or ""))
     except ValueError as exc:
@@ -44,7 +47,12 @@ async def refund_changed(ctx: HandlerContext, event: StoredEvent) -> None:
         raise NotOurs(f"refund {stripe_refund_id} names refund {row_id}, which does not exist here")
     lives_on = account_of(row.charge_type, row.stripe_account_id)
     require_home(event, lives_on, f"refund {stripe_refund_id} of refund {row.id}")
-    state = await retrieve_refund(ctx.stripe, stripe_refund_id, lives_on)
+    try:
+        state = await retrieve_refund(ctx.stripe, stripe_refund_id, lives_on)
+    except stripe.InvalidRequestError as exc:
+        if exc.http_status != 404:
+            raise
+        raise NotOurs(f"refund {stripe_refund_id} does not exist on {lives_on or 'the platform'}") from exc
     if state.metadata_refund_id != str(row.id) or (row.stripe_refund_id not in (None, state.id)):
         raise NotOurs(f"refund {stripe_refund_id} as Stripe shows it is not refund {row.id}'s")
     recorded = await record_stripe_state(row, state)
