@@ -28,8 +28,9 @@ STYLE = (
 
 
 def _page(title: str, body: str, status: int = 200) -> Response[str]:
+    # An empty icon of its own: otherwise the browser asks for /favicon.ico, which the sandbox 404s and logs.
     doc = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{E(title)}</title>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{E(title)}</title><link rel='icon' href='data:,'>"
         f"<style>{STYLE}</style></head><body><p><b>Stripe sandbox</b> (test mode)</p>{body}</body></html>"
     )
     return Response(content=doc, status_code=status, media_type="text/html")

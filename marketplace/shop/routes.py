@@ -1,4 +1,4 @@
-"""The `/shop` router: four pages, their static files, and the currency table the pages format with.
+"""The `/shop` router: four pages, their static files, a not-found page, and the currency table the pages format with.
 
 Nothing here reads the database or calls Stripe: the pages are files, and everything they show comes
 from the public JSON API, called by the browser as any platform frontend would. The files are read once
@@ -16,7 +16,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 from litestar.router import Router
 
-from connect.currencies import SUPPORTED_CURRENCIES, decimals
+from connect.currencies import MAXIMUM_AMOUNT, SUPPORTED_CURRENCIES, amount_step, decimals, minimum_charge
 from marketplace.shop.headers import security_headers
 
 PATH = "/shop"
@@ -26,9 +26,16 @@ MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+
 
 
 def currencies_module() -> str:
-    """An ES module: each supported currency's minor-unit exponent as Stripe counts it (JPY 0, KWD 3)."""
-    table = {code: decimals(code) for code in sorted(SUPPORTED_CURRENCIES)}
-    return f"export const EXPONENTS = Object.freeze({json.dumps(table)});\n"
+    """An ES module of Stripe's rules per supported currency, in minor units: the exponent (JPY 0, KWD 3),
+    the step every amount is a multiple of (KWD 10), the minimum charge, and the maximum amount."""
+    codes = sorted(SUPPORTED_CURRENCIES)
+    tables = {
+        "EXPONENTS": {code: decimals(code) for code in codes},
+        "STEPS": {code: amount_step(code) for code in codes},
+        "MINIMUMS": {code: minimum_charge(code) for code in codes},
+    }
+    lines = [f"export const {name} = Object.freeze({json.dumps(table)});" for name, table in tables.items()]
+    return "\n".join([*lines, f"export const MAXIMUM_AMOUNT = {MAXIMUM_AMOUNT};", ""])
 
 
 def _page(path: str, filename: str) -> HTTPRouteHandler:
@@ -53,11 +60,14 @@ def _assets() -> dict[str, tuple[bytes, str]]:
 
 
 def not_found() -> Response[bytes]:
+    """A missing file (a script, a stylesheet): a plain 404, as nobody reads it."""
     return Response(b"Not found\n", status_code=404, media_type="text/plain")
 
 
 def shop_router() -> Router:
+    """The `/shop` router: the pages, their files, the currency table and a not-found page, all with the headers."""
     assets = _assets()
+    not_found_page = (STATIC / "not-found.html").read_bytes()
 
     @get("/currencies.js", name="shop:currencies", include_in_schema=False, sync_to_thread=False)
     def currencies() -> Response[bytes]:
@@ -71,7 +81,8 @@ def shop_router() -> Router:
 
     @get("/{rest:path}", name="shop:not-found", include_in_schema=False, sync_to_thread=False)
     def other(rest: FromPath[str]) -> Response[bytes]:
-        return not_found()  # any other path under /shop: a 404 with the headers too
+        # Any other path under /shop is a page a person asked for: a page saying so, with the way back.
+        return Response(not_found_page, status_code=404, media_type=MEDIA_TYPES[".html"])
 
     return Router(
         path=PATH,

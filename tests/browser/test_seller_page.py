@@ -3,13 +3,15 @@ the page, which shows the account's state as the API reads it; list something; l
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
 import pytest
 
 from tests.browser.conftest import Browser, Shop, screenshot
-from tests.browser.helpers import PROFILES, TIMEOUT_MS, text, unique
+from tests.browser.helpers import PROFILES, TIMEOUT_MS, sign_in_as_seller, text, unique
+from tests.e2e.test_onboarding import sign_up
 
 pytestmark = pytest.mark.integration
 
@@ -105,4 +107,39 @@ async def test_a_crafted_onboarding_outcome_in_the_link_still_shows_the_page(
     await page.goto(shop.page_url(f"/seller?onboarding={outcome}"))
     await page.wait_for_selector("#signup-form", state="visible", timeout=TIMEOUT_MS)
     assert "Welcome back." in text(await page.text_content("#page-message"))
+    assert browser.errors == []
+
+
+# What each bad price must say: the words a person needs to type it right (the example in the form expected).
+PRICE_ERRORS = [
+    ("25,00", "usd", ["point", "25.00"]),  # a comma for decimals: the form expected
+    ("1.235", "kwd", ["KWD", "3 decimals", "1.230"]),  # 3 decimals, but Stripe takes KWD in steps of 0.010
+    ("999999999", "usd", ["USD", "999,999.99"]),  # over Stripe's maximum, said in dollars
+]
+LIBRARY_WORDS = ["cent", "minor", "unit_amount", "Expected", "`", "$.", "multiple", "must be"]
+
+
+@pytest.mark.parametrize(("typed", "currency", "says"), PRICE_ERRORS)
+async def test_a_bad_price_gets_one_sentence_saying_what_to_type(
+    shop: Shop, browser: Browser, typed: str, currency: str, says: list[str]
+) -> None:
+    auth, _ = await sign_up(shop.stack)
+    page = await browser.new_page()
+    await sign_in_as_seller(page, shop, auth)
+    await page.fill("#listing-form input[name=title]", unique("Brass tray"))
+    await page.fill("#listing-form input[name=price]", typed)
+    await page.select_option("#listing-form select[name=currency]", currency)
+    await page.click("#listing-form button[type=submit]")
+    shown = page.locator("#listings-message.bad")
+    await shown.wait_for(timeout=TIMEOUT_MS)
+    said = text(await shown.text_content())
+    await screenshot(page, f"seller-price-error-{currency}-{typed.replace(',', '_').replace('.', '_')}")
+    assert len(re.findall(r"[.!?](?=\s|$)", said)) == 1, said  # exactly one sentence
+    assert said.endswith("."), said
+    for words in says:
+        assert words in said, said
+    for words in LIBRARY_WORDS:
+        assert words not in said, said
+    listed = (await shop.api.get("/sellers/me/listings", headers=auth)).json()
+    assert listed["items"] == []  # nothing was listed
     assert browser.errors == []

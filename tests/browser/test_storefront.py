@@ -68,3 +68,57 @@ async def test_the_cart_holds_one_sellers_items_and_survives_a_reload(shop: Shop
     assert [text(t) for t in await page.locator("#cart-body .cart-lines .title").all_text_contents()] == [theirs]
     assert browser.violations() == []
     assert browser.errors == []
+
+
+async def test_a_long_unbroken_word_stays_inside_its_card(shop: Shop, browser: Browser) -> None:
+    """80 "W"s with no space in a title and a description: wrapped inside the card, no card overlapping
+    another or the cart beside the grid."""
+    word = "W" * 80
+    made = await seller_with_listing(shop, title=unique(word), description=f"Made by {word} in the workshop")
+    await listing(shop.stack, made["auth"], title=unique("Small jug"), description="A plain neighbour")
+    page = await browser.new_page()
+    await open_storefront(page, shop)
+    card = card_of(page, made["listing"]["title"])
+    await card.wait_for()
+    await screenshot(page, "storefront-long-word")
+    boxes = await page.evaluate(
+        """() => [...document.querySelectorAll('#listing-grid li.card')].map((c) => {
+             const r = c.getBoundingClientRect();
+             const parts = [...c.children].map((p) => {
+               const b = p.getBoundingClientRect();
+               return {tag: p.tagName, left: b.left, right: b.right, scroll: p.scrollWidth, client: p.clientWidth};
+             });
+             return {left: r.left, right: r.right, top: r.top, bottom: r.bottom, parts,
+                     scroll: c.scrollWidth, client: c.clientWidth};
+           })"""
+    )
+    assert len(boxes) >= 2
+    cart = await page.locator("#cart").bounding_box()
+    boxes.append(
+        {
+            "left": cart["x"],
+            "right": cart["x"] + cart["width"],
+            "top": cart["y"],
+            "bottom": cart["y"] + cart["height"],
+            "parts": [],
+            "scroll": 0,
+            "client": 0,
+        }
+    )
+    for box in boxes:
+        assert box["scroll"] <= box["client"], box  # nothing sticks out of the card
+        for part in box["parts"]:
+            assert box["left"] <= part["left"], part  # title, description, price, stock, button
+            assert part["right"] <= box["right"], part
+            assert part["scroll"] <= part["client"] or part["tag"] == "BUTTON", part
+    for i, one in enumerate(boxes):
+        for other in boxes[i + 1 :]:  # no two cards share any area
+            apart = (
+                one["right"] <= other["left"]
+                or other["right"] <= one["left"]
+                or one["bottom"] <= other["top"]
+                or other["bottom"] <= one["top"]
+            )
+            assert apart, (one, other)
+    assert browser.violations() == []
+    assert browser.errors == []

@@ -1,5 +1,5 @@
 // Shared by every page: building DOM from data (as text, never HTML), calling the JSON API, money, storage.
-import { EXPONENTS } from "/shop/currencies.js";
+import { EXPONENTS, MAXIMUM_AMOUNT, MINIMUMS, STEPS } from "/shop/currencies.js";
 
 // ---- DOM --------------------------------------------------------------------------------------
 // h("p", {class: "x", text: "…"}, child, "text", …): every string becomes a text node (never markup).
@@ -62,19 +62,64 @@ export function formatMoney(amount, currency) {
     formatters.set(code, format);
   }
   // An exact decimal string ("1.250"), not a float: Intl formats strings without binary rounding.
-  const digits = String(Math.abs(amount)).padStart(places + 1, "0");
-  const decimal = places ? `${digits.slice(0, -places)}.${digits.slice(-places)}` : digits;
-  return format.format(`${amount < 0 ? "-" : ""}${decimal}`);
+  return format.format(`${amount < 0 ? "-" : ""}${typedForm(Math.abs(amount), places)}`);
 }
 
-// "12.5" USD → 1250, "1500" JPY → 1500, "1.25" KWD → 1250; null when it is not such an amount.
-export function toMinorUnits(text, currency) {
-  const places = exponent(currency);
-  const match = /^\s*(\d{1,9})(?:\.(\d*))?\s*$/.exec(String(text));
-  if (!match) return null;
-  const fraction = match[2] || "";
-  if (fraction.length > places) return null;
-  return Number(match[1]) * 10 ** places + Number(fraction.padEnd(places, "0") || "0");
+// Stripe's rules per currency, in minor units (connect.currencies, served as /shop/currencies.js).
+const stepOf = (code) => STEPS[code] || 1;
+const minimumOf = (code) => MINIMUMS[code] || stepOf(code);
+
+// A minor-unit amount as a person types it: 1250 USD → "12.50", 1230 KWD → "1.230", 250 JPY → "250".
+function typedForm(minor, places) {
+  const digits = String(minor).padStart(places + 1, "0");
+  return places ? `${digits.slice(0, -places)}.${digits.slice(-places)}` : digits;
+}
+
+// A round price to show as an example: 25, 250 or 2500 of the major unit, whichever Stripe takes.
+function examplePrice(code, places) {
+  const unit = 10 ** places;
+  const minor = [25 * unit, 250 * unit, 2500 * unit].find((m) => m >= minimumOf(code)) || 2500 * unit;
+  return typedForm(minor, places);
+}
+
+// A price as a person types it ("25.00" USD → 2500, "250" JPY → 250, "1.250" KWD → 1250): {amount}, or
+// {problem}, one sentence of ours saying what to type instead, in the currency's own units (never cents):
+// the form (digits, a point for decimals), the currency's decimals and Stripe's step, its minimum and
+// maximum. The API checks the same again (connect.currencies).
+export function readPrice(typed, currency) {
+  const code = String(currency).toLowerCase();
+  const label = code.toUpperCase();
+  const places = exponent(code);
+  const step = stepOf(code);
+  const match = /^(\d+)(?:\.(\d+))?$/.exec(String(typed).trim());
+  if (!match) {
+    const example = examplePrice(code, places);
+    if (!places) return { problem: `Write a ${label} price as a whole number with no point, commas or spaces, for example ${example}.` };
+    return { problem: `Write the price in digits with a point for decimals and no commas or spaces, for example ${example}.` };
+  }
+  let fraction = match[2] || "";
+  if (fraction.length > places && /^0*$/.test(fraction.slice(places))) fraction = fraction.slice(0, places); // "25.000" USD is 25.00
+  const kept = BigInt(match[1]) * 10n ** BigInt(places) + BigInt(fraction.slice(0, places).padEnd(places, "0") || "0");
+  if (fraction.length > places || kept % BigInt(step)) {
+    // What they typed, cut to what Stripe takes (1.235 KWD → 1.230), as the example.
+    const near = kept - (kept % BigInt(step));
+    const example = near >= BigInt(minimumOf(code)) && near <= BigInt(MAXIMUM_AMOUNT) ? typedForm(near, places) : examplePrice(code, places);
+    if (!places) return { problem: `${label} has no decimals, so write a whole number, for example ${example}.` };
+    if (step > 1) {
+      return { problem: `${label} has ${places} decimals and Stripe takes it only in steps of ${typedForm(step, places)}, so write for example ${example}.` };
+    }
+    return { problem: `${label} has ${places} decimals, so write at most ${places} digits after the point, for example ${example}.` };
+  }
+  const highest = MAXIMUM_AMOUNT - (MAXIMUM_AMOUNT % step);
+  if (kept > BigInt(highest)) {
+    return { problem: `The highest price Stripe takes in ${label} is ${formatMoney(highest, code)}, so write ${typedForm(highest, places)} or less.` };
+  }
+  const amount = Number(kept);
+  if (amount < minimumOf(code)) {
+    const lowest = minimumOf(code);
+    return { problem: `The lowest price Stripe takes in ${label} is ${formatMoney(lowest, code)}, so write ${typedForm(lowest, places)} or more.` };
+  }
+  return { amount };
 }
 
 // ---- the JSON API -----------------------------------------------------------------------------
@@ -126,7 +171,9 @@ export function problemText(problem) {
   const parts = [problem.detail || problem.title || "Something went wrong."];
   if (Array.isArray(problem.errors)) {
     for (const error of problem.errors) {
-      if (error && error.message) parts.push(`${error.key ? `${error.key}: ` : ""}${error.message}`);
+      if (!error || !error.message) continue;
+      const said = `${error.key ? `${error.key}: ` : ""}${error.message}`;
+      if (!parts.some((part) => part.includes(error.message))) parts.push(said); // a detail may quote it already
     }
   }
   return parts.join(" ");

@@ -17,9 +17,9 @@ import {
   markCurrentNav,
   notice,
   problemText,
+  readPrice,
   sessionToken,
   shortId,
-  toMinorUnits,
 } from "/shop/assets/common.js";
 
 const message = $("#page-message");
@@ -218,16 +218,16 @@ $("#listing-form").addEventListener("submit", async (event) => {
   const form = new FormData(event.target);
   const status = $("#listings-message");
   const currency = String(form.get("currency"));
-  const amount = toMinorUnits(String(form.get("price")), currency);
-  if (amount === null) {
-    notice(status, "bad", `That price is not an amount of ${currency.toUpperCase()}.`);
+  const price = readPrice(String(form.get("price")), currency);
+  if (price.problem) {
+    notice(status, "bad", price.problem); // said in the currency's units before the API sees it
     return;
   }
   const stock = String(form.get("stock")).trim();
   const body = {
     title: String(form.get("title")).trim(),
     description: String(form.get("description")),
-    unit_amount: amount,
+    unit_amount: price.amount,
     currency,
     stock: stock === "" ? null : Number(stock),
   };
