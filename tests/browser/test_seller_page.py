@@ -143,3 +143,17 @@ async def test_a_bad_price_gets_one_sentence_saying_what_to_type(
     listed = (await shop.api.get("/sellers/me/listings", headers=auth)).json()
     assert listed["items"] == []  # nothing was listed
     assert browser.errors == []
+
+
+async def test_the_apis_reason_is_said_once(shop: Shop, browser: Browser) -> None:
+    """A refusal whose detail already quotes its field's reason is not followed by the same words again."""
+    auth, _ = await sign_up(shop.stack)
+    page = await browser.new_page()
+    await sign_in_as_seller(page, shop, auth)
+    await page.fill("#listing-form input[name=title]", "\u200b")  # nothing visible: the API refuses it
+    await page.fill("#listing-form input[name=price]", "25.00")
+    await page.click("#listing-form button[type=submit]")
+    shown = page.locator("#listings-message.bad")
+    await shown.wait_for(timeout=TIMEOUT_MS)
+    said = text(await shown.text_content())
+    assert said.count("must contain a visible character") == 1, said
