@@ -99,7 +99,7 @@ def receiver() -> Iterator[Receiver]:
     server = uvicorn.Server(uvicorn.Config(rec, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.01)
     rec.url = f"http://127.0.0.1:{port}"
