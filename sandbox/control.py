@@ -190,6 +190,10 @@ class SandboxControl:
         made, and kept for its idempotency key, but arrives late)."""
         await self._call("POST", "/latency", {"ms": ms, "response_ms": response_ms})
 
+    async def release_answers(self) -> int:
+        """Let every answer held back by `response_ms` arrive now (see `faults()["answers_held"]`)."""
+        return int((await self._call("POST", "/latency/release"))["released"])
+
     async def set_delivery_faults(
         self,
         duplicate: int | None = None,
@@ -239,11 +243,14 @@ class SandboxControl:
     async def wait_for_deliveries(
         self,
         predicate: Callable[[list[Json]], bool] | None = None,
-        timeout: float = 10.0,
+        timeout: float = 60.0,
         interval: float = 0.02,
         **filters: str,
     ) -> list[Json]:
-        """Poll until no matching delivery is pending (or until `predicate(deliveries)` holds)."""
+        """Poll until no matching delivery is pending (or until `predicate(deliveries)` holds).
+
+        The deadline only ends a wait for something that is not coming: generous, so that a loaded
+        machine (deliveries settle in well under a second on an idle one) is never mistaken for it."""
         deadline = time.monotonic() + timeout
         items: list[Json] = []
         while time.monotonic() < deadline:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +49,11 @@ class Sandbox:
     # …and this long after: the answer is made (and kept for its idempotency key) but arrives late, as
     # on a slow network; a client that times out meanwhile retries into the recorded answer.
     response_latency_ms: float = 0.0
+    # The requests handled whose answers are being held back by response_latency_ms ("GET /v1/…"), so
+    # that a test can wait until a request was answered, rather than guess how long that takes, and then
+    # let the answers go when it chooses (`release_answers`), rather than race their latency.
+    answers_held: list[str] = field(default_factory=list)
+    _release: asyncio.Event | None = field(default=None, repr=False)
     current: RequestContext = field(default_factory=RequestContext)
 
     def __post_init__(self) -> None:
@@ -74,7 +81,28 @@ class Sandbox:
             self.current.idempotency_key,
         )
 
+    async def hold_answer(self, what: str, seconds: float) -> None:
+        """Hold an answer made for `what` for `seconds`, or until `release_answers` is called."""
+        if self._release is None:
+            self._release = asyncio.Event()
+        release = self._release
+        self.answers_held.append(what)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(release.wait(), seconds)
+        finally:
+            self.answers_held.remove(what)
+
+    def release_answers(self) -> int:
+        """Let every answer held by response latency go now; how many there were."""
+        held = len(self.answers_held)
+        if self._release is not None:
+            self._release.set()
+            self._release = None
+        return held
+
     def reset(self) -> None:
+        self.release_answers()
         self.deliverer.cancel_all()
         self.store.reset()
         self.api_faults.clear()

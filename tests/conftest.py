@@ -181,14 +181,13 @@ async def serve(app: Litestar, port: int) -> tuple[uvicorn.Server, asyncio.Task[
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
+    deadline = asyncio.get_running_loop().time() + 60  # ends only a wait for a server that never starts
+    while not server.started:
         if task.done():
             task.result()
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError("uvicorn did not start")
         await asyncio.sleep(0.01)
-    else:
-        raise RuntimeError("uvicorn did not start")
     return server, task
 
 

@@ -229,6 +229,11 @@ def latency(sb: Sandbox, body: Obj, path: dict[str, str], query: dict[str, str])
     return {"latency_ms": sb.latency_ms, "response_latency_ms": sb.response_latency_ms}
 
 
+@control("POST", "/latency/release")
+def release_answers(sb: Sandbox, body: Obj, path: dict[str, str], query: dict[str, str]) -> Obj:
+    return {"released": sb.release_answers()}
+
+
 @control("POST", "/faults/deliveries")
 def delivery_faults(sb: Sandbox, body: Obj, path: dict[str, str], query: dict[str, str]) -> Obj:
     f = sb.deliverer.faults
@@ -246,6 +251,7 @@ def faults(sb: Sandbox, body: Obj, path: dict[str, str], query: dict[str, str]) 
         "api_faults": [f.as_dict() for f in sb.api_faults],
         "latency_ms": sb.latency_ms,
         "response_latency_ms": sb.response_latency_ms,
+        "answers_held": list(sb.answers_held),
         "delivery_faults": sb.deliverer.faults.as_dict(),
     }
 

@@ -172,7 +172,7 @@ async def dispatch(sb: Sandbox, request: Request[Any, Any, Any]) -> Response[byt
         err = StripeError("An unknown error occurred", type="api_error", status=500)
         response = _json(err.status, err.body(request_id), headers)
     if answer_after > 0:
-        await asyncio.sleep(answer_after / 1000)
+        await sb.hold_answer(f"{request.method} {request.url.path}", answer_after / 1000)
     return response
 
 

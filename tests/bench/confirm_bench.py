@@ -6,6 +6,7 @@
     .venv/bin/python -m tests.bench.confirm_bench --linger 0.001       # the API's enqueue linger
     .venv/bin/python -m tests.bench.confirm_bench --rate 50 --seconds 10 --no-direct --trace  # per step
     .venv/bin/python -m tests.bench.confirm_bench --seconds 0          # (b) only
+    .venv/bin/python -m tests.bench.confirm_bench --seconds 0 --no-direct --storm 5 --workers 2   # (c) only
 
 It creates a scratch database (migrated) on `--pg`, starts a private redis-server, the Stripe sandbox
 (its own process, zero latency), one API process (uvicorn, `marketplace.server.app:create_app`) and one worker
@@ -36,6 +37,14 @@ earlier answer). For each order it prints p50 / p99 of:
 (b) **confirm_order throughput** (in this process, its own pool of `--pool` connections, the session
 re-read beforehand and not timed): across many orders at concurrency 1 and 16, and one hot order with
 100 concurrent callers (time until all are answered; exactly one wins), repeated over `--hot` orders.
+
+(c) **One paid order, 100 concurrent confirmations** (`--storm N`, N rounds after a warm-up round, each
+on an order of its own): the calls of the concurrency proof (tests/e2e/test_confirm_concurrency.py,
+tests/support/confirm_storm.py) -- 35 verifies and 40 signed deliveries (the stored event re-posted and
+other events of the same session) spread over two API processes and sent at once by a caller process
+of their own, and 25 direct `confirm_order` calls in this process -- with the p50 / p99 / max of each
+caller's time, over all and per kind. The proof asserts what the calls do; how long they take is this
+figure. Run it with `--workers 2` for the proof's two workers.
 
 `--trace` wraps the worker's steps (claim, the handler's order read, the session re-read, follow_session,
 confirm_order and its reads, the outbox rows, the kick, finish) in the benchmark's worker process to print
@@ -180,6 +189,7 @@ class Prepared:
     order_id: str
     session_id: str
     event: dict[str, Any] = field(default_factory=dict)
+    access_token: str = ""  # the guest's order token (X-Order-Token), for verify calls
 
 
 # ---- set-up ------------------------------------------------------------------------------------------------
@@ -239,7 +249,7 @@ async def prepare(api_url: str, sandbox_url: str, db_url: str, listings: list[st
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
     async with httpx.AsyncClient(base_url=api_url, limits=limits, timeout=60) as api:
 
-        async def buy(i: int) -> str:
+        async def buy(i: int) -> tuple[str, str]:
             body = {
                 "lines": [{"listing_id": listings[i % len(listings)], "quantity": 1}],
                 "email": f"b{uuid.uuid4().hex}@x.io",
@@ -247,9 +257,11 @@ async def prepare(api_url: str, sandbox_url: str, db_url: str, listings: list[st
             r = await api.post("/checkout", json=body)
             if r.status_code != 201:
                 raise RuntimeError(f"checkout answered {r.status_code}: {r.text[:300]}")
-            return str(r.json()["order"]["id"])
+            return str(r.json()["order"]["id"]), str(r.json()["access_token"])
 
-        order_ids = await _pooled(n, CONNECTIONS, buy)
+        bought: list[tuple[str, str]] = await _pooled(n, CONNECTIONS, buy)
+        order_ids = [order_id for order_id, _ in bought]
+        tokens = dict(bought)
     conn = await asyncpg.connect(db_url)
     try:
         rows = await conn.fetch(
@@ -258,7 +270,7 @@ async def prepare(api_url: str, sandbox_url: str, db_url: str, listings: list[st
     finally:
         await conn.close()
     sessions = {r["id"]: r["checkout_session_id"] for r in rows}
-    prepared = [Prepared(order_id=o, session_id=sessions[o]) for o in order_ids]
+    prepared = [Prepared(order_id=o, session_id=sessions[o], access_token=tokens[o]) for o in order_ids]
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
         control = SandboxControl(sandbox_url, client=http)
 
@@ -564,6 +576,93 @@ async def direct_rounds(
         await stop_database()
 
 
+# ---- (c) one paid order, 100 concurrent confirmations ---------------------------------------------------------
+
+
+async def storm_rounds(
+    api_urls: dict[str, str], sandbox_url: str, db_url: str, orders: list[Prepared], secret: str, pool: int
+) -> None:
+    """Per order, the concurrency proof's 100 callers at once (tests/support/confirm_storm.py): verifies
+    through both APIs, the stored event re-delivered and other events of the session through both, and
+    direct `confirm_order` calls in this process. The first order warms the processes (their pools open
+    connections on demand under such a burst) and is printed apart."""
+    from connect.checkout import retrieve_session
+    from connect.client import build_stripe_client, close_stripe_client
+    from marketplace.lib.db import start_database, stop_database
+    from marketplace.orders.confirm import confirm_order
+    from tests.support.confirm_storm import DIRECT_CALLS, Call, go, http_plan, start_callers
+
+    client = build_stripe_client(STRIPE_KEY, api_base=sandbox_url)
+    await start_database(db_url, max_size=pool)
+    measured: list[Call] = []
+    try:
+        for n, order in enumerate(orders):
+            plan = http_plan(
+                api_urls,
+                order.order_id,
+                order.access_token,
+                order.session_id,
+                json.dumps(order.event),
+                "/webhooks/stripe",
+                secret,
+            )
+
+            async def direct(i: int, gate: asyncio.Event, order: Prepared = order) -> Call:
+                await gate.wait()
+                started = time.perf_counter()
+                facts = await retrieve_session(client, order.session_id, None)
+                done = await confirm_order(uuid.UUID(order.order_id), facts, f"direct:{i}")
+                answer = {"status": done.order.status.value, "won": done.won}
+                return Call("direct", time.perf_counter() - started, None, answer)
+
+            gate = asyncio.Event()
+            directs = [asyncio.create_task(direct(i, gate)) for i in range(DIRECT_CALLS)]
+            caller = await start_callers(plan)
+            answered = asyncio.create_task(go(caller, plan))
+            gate.set()
+            calls = await answered + list(await asyncio.gather(*directs))
+            not_ok = sum(1 for c in calls if c.status is not None and c.status != 200)
+            not_paid = sum(1 for c in calls if c.kind.startswith(("verify", "direct")) and c.answer["status"] != "paid")
+            winners = sum(1 for c in calls if c.kind == "direct" and c.answer["won"])
+            print(
+                f"  {'warm-up' if n == 0 else f'round {n}':<8} slowest {max(c.seconds for c in calls) * 1000:7.1f} ms;"
+                f" non-200 {not_ok}, verify/direct answers not paid {not_paid}, direct winners {winners}"
+                f"; load average {'/'.join(f'{x:.2f}' for x in os.getloadavg())}"
+            )
+            if n:
+                measured += calls
+    finally:
+        await stop_database()
+        await close_stripe_client(client)
+    if measured:
+        print(f"(c) {len(orders) - 1} rounds of 100 callers, each caller's time (the warm-up round left out):")
+        for line in latency_lines(measured):
+            print(line)
+
+
+def latency_lines(calls: list[Any]) -> list[str]:
+    """p50 / p99 / max of the callers' times, over all calls and per kind; for HTTP calls also the
+    slowest Server-Timing (the API's own time, and its wait for Stripe)."""
+    by_kind: dict[str, list[Any]] = {"all": calls}
+    for c in calls:
+        by_kind.setdefault(c.kind, []).append(c)
+    lines = []
+    for kind, group in sorted(by_kind.items(), key=lambda kv: (kv[0] != "all", kv[0])):
+        ms = [c.seconds * 1000 for c in group]
+        line = (
+            f"  {kind:<10} n={len(group):4d}   p50 {statistics.median(ms):7.1f} ms"
+            f"   p99 {pct(ms, 0.99):7.1f} ms   max {max(ms):7.1f} ms"
+        )
+        http = [c for c in group if c.status is not None]
+        if http and kind != "all":
+            line += (
+                f"   (server: app max {max(c.server_ms.get('app', 0.0) for c in http):.0f} ms,"
+                f" waiting for Stripe max {max(c.server_ms.get('stripe', 0.0) for c in http):.0f} ms)"
+            )
+        lines.append(line)
+    return lines
+
+
 async def drain_queue(redis_port: int, timeout: float = 15) -> None:
     """Until arq's queue is empty (the outbox kicks the confirmations asked for have run)."""
     import redis.asyncio as aioredis
@@ -632,6 +731,7 @@ async def main(args: argparse.Namespace) -> None:
         env["BENCH_TRACE"] = trace_path
     n_latency = int(args.rate * args.seconds)
     n_direct = 0 if args.no_direct else args.c1 + args.c16 + args.hot
+    n_storm = args.storm + 1 if args.storm else 0  # + the warm-up round
     try:
         sandbox_cmd = [PYTHON, "-m", "marketplace.server.cli", "sandbox", "--port", str(sandbox_port)]
         with process(sandbox_cmd, env, sandbox_port) as sandbox_proc:
@@ -642,6 +742,17 @@ async def main(args: argparse.Namespace) -> None:
             api_cmd = [PYTHON, "-c", API_SCRIPT, *uvicorn_args("marketplace.server.app:create_app", api_port, True)[3:]]
             with contextlib.ExitStack() as running:
                 api_proc = running.enter_context(process(api_cmd, env, api_port))
+                api_urls = {"A": api_url}
+                if n_storm:  # (c) calls two API processes, as the proof does
+                    api_b_port = free_port()
+                    api_b_cmd = [
+                        PYTHON,
+                        "-c",
+                        API_SCRIPT,
+                        *uvicorn_args("marketplace.server.app:create_app", api_b_port, True)[3:],
+                    ]
+                    running.enter_context(process(api_b_cmd, env, api_b_port))
+                    api_urls["B"] = f"http://127.0.0.1:{api_b_port}"
                 workers = [
                     running.enter_context(process([PYTHON, "-c", WORKER_SCRIPT], env)) for _ in range(args.workers)
                 ]
@@ -670,7 +781,7 @@ async def main(args: argparse.Namespace) -> None:
                     f" enqueue linger {args.linger if args.linger is not None else 'the default'}"
                 )
                 prep_started = time.time()
-                prepared = await prepare(api_url, sandbox_url, db_url, listings, n_latency + n_direct)
+                prepared = await prepare(api_url, sandbox_url, db_url, listings, n_latency + n_direct + n_storm)
                 await attach_events(sandbox_url, prepared)
                 conn = await asyncpg.connect(db_url)
                 pending = await conn.fetchval("SELECT count(*) FROM orders WHERE status = 'pending'")
@@ -714,7 +825,26 @@ async def main(args: argparse.Namespace) -> None:
                 if n_direct:
                     print("(b) confirm_order called directly (sessions re-read beforehand, not timed):")
                     await direct_rounds(
-                        db_url, sandbox_url, prepared[n_latency:], args.c1, args.c16, args.hot, args.pool
+                        db_url,
+                        sandbox_url,
+                        prepared[n_latency : n_latency + n_direct],
+                        args.c1,
+                        args.c16,
+                        args.hot,
+                        args.pool,
+                    )
+                if n_storm:
+                    print(
+                        f"(c) one paid order, 100 concurrent confirmations, {args.storm} rounds after a warm-up:"
+                        f" two API processes, {len(workers)} worker process(es), the callers a process of their own"
+                    )
+                    await storm_rounds(
+                        api_urls,
+                        sandbox_url,
+                        db_url,
+                        prepared[n_latency + n_direct :],
+                        str(secrets["platform"]),
+                        args.pool,
                     )
                 print(f"load average at the end {'/'.join(f'{x:.2f}' for x in os.getloadavg())}")
                 await drain_queue(redis_port)  # the workers stop idle, not mid-job
@@ -743,6 +873,9 @@ if __name__ == "__main__":
     parser.add_argument("--hot", type=int, default=10, help="hot orders, 100 concurrent callers each")
     parser.add_argument("--pool", type=int, default=22, help="this process's pool for (b) (a worker's default)")
     parser.add_argument("--no-direct", action="store_true", help="skip (b)")
+    parser.add_argument(
+        "--storm", type=int, default=0, help="(c): rounds of 100 concurrent confirmations of one order (0: skip)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (the brief: one)")
     parser.add_argument("--trace", action="store_true", help="time each step of the worker's confirmation")
     asyncio.run(main(parser.parse_args()))

@@ -182,7 +182,7 @@ async def test_the_success_page_before_the_webhook_confirms_once(
     finally:
         await shop.stack.control.set_delivery_faults(delay=0.0)
     # The delayed webhook arrives and finds the work done: one confirmation, one set of outbox rows.
-    await shop.stack.eventually(lambda: _stored_completions(session_id), lambda s: s == ["processed"], timeout=30)
+    await shop.stack.eventually(lambda: _stored_completions(session_id), lambda s: s == ["processed"])
     await shop.stack.quiesce()
     assert await outbox_kinds(order_id) == CONFIRMATION
     assert (await order_row(order_id))["confirmed_by"] == "verify"

@@ -4,6 +4,7 @@ text, no CSP violation in the browser, and the setting that turns the pages off.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from pathlib import Path
 
@@ -112,10 +113,12 @@ async def test_the_pages_load_without_a_csp_violation(shop: Shop, browser: Brows
         }"""
     )
     assert refused == ["TypeError", "TypeError"]
-    await page.wait_for_timeout(300)
-    seen = " ".join(browser.violations())
-    assert "require-trusted-types-for" in seen, seen
-    assert "style-src" in seen, seen
+    # The console messages come in asynchronously: wait until both are heard (the deadline only ends a
+    # wait for a message that never comes).
+    deadline = time.monotonic() + 30
+    while not all(word in " ".join(browser.violations()) for word in ("require-trusted-types-for", "style-src")):
+        assert time.monotonic() < deadline, browser.violations()
+        await page.wait_for_timeout(50)
 
 
 async def test_the_pages_are_off_when_shop_enabled_is_false(shop: Shop) -> None:

@@ -39,7 +39,7 @@ class Stack:
     stripe: stripe.StripeClient
     settings: Settings
 
-    async def quiesce(self, timeout: float = 15.0) -> None:
+    async def quiesce(self, timeout: float = 60.0) -> None:
         """Wait until no delivery is in flight and the worker has nothing to do within the next seconds,
         so that a fault injected next (`control.fail_next`) hits only the request the test makes."""
         from webhooks.store import connection
@@ -90,7 +90,7 @@ class Stack:
             await asyncio.wait_for(task, timeout=15)
 
     async def eventually(
-        self, probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], timeout: float = 15.0
+        self, probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], timeout: float = 60.0
     ) -> T:
         """Poll `probe` until `accept` holds (webhook delivery and processing are asynchronous)."""
         deadline = time.monotonic() + timeout

@@ -184,7 +184,7 @@ async def test_an_oversold_order_is_refunded_in_full_as_its_charge_type_requires
     async def made() -> list[dict[str, Any]]:
         return await refunds(late["order"]["id"])
 
-    [refund] = await stack.eventually(made, lambda rs: bool(rs) and rs[0]["status"] == "created", timeout=30)
+    [refund] = await stack.eventually(made, lambda rs: bool(rs) and rs[0]["status"] == "created")
     assert (refund["amount"], refund["reason"], refund["payment_intent_id"]) == (
         2500,
         "oversold",
@@ -346,7 +346,5 @@ async def test_any_api_process_shows_what_every_process_confirmed_and_refunded(s
         await stack.control.complete_checkout(late["session_id"])  # the webhook finds it oversold
         await eventually_status(stack, late, "oversold")
         wanted = {"webhook paid": 0, "verify paid": 1, "webhook oversold": 1, "refund queued": 1, "refund created": 1}
-        after = await stack.eventually(
-            counts, lambda now: all(now[k] - before[k] == n for k, n in wanted.items()), timeout=15
-        )
+        after = await stack.eventually(counts, lambda now: all(now[k] - before[k] == n for k, n in wanted.items()))
     assert {k: after[k] - before[k] for k in wanted} == wanted

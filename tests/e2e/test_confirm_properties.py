@@ -324,7 +324,7 @@ async def eventually(
     probe: Callable[[], Awaitable[T]],
     accept: Callable[[T], bool],
     what: str,
-    timeout: float = 20,
+    timeout: float = 60,
     hopeless: Callable[[T], bool] = lambda _: False,
     show: Callable[[T], object] = lambda v: v,
 ) -> T:

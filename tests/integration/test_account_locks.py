@@ -36,7 +36,7 @@ async def test_a_link_row_is_written_while_a_sync_holds_the_account(client: http
 
     sync = asyncio.create_task(sync_waiting_on_stripe())
     try:
-        await asyncio.wait_for(locked.wait(), 10)
+        await asyncio.wait_for(locked.wait(), 60)
         link = AccountLinkRequest(
             id=uuid.uuid4(),
             seller=seller["id"],
@@ -44,8 +44,9 @@ async def test_a_link_row_is_written_while_a_sync_holds_the_account(client: http
             kind="account_onboarding",
             created_at=datetime.now(UTC),
         )
-        # The insert checks its foreign key with a KEY SHARE lock: it must not wait for the sync.
-        await asyncio.wait_for(AccountLinkRequest.insert(link), 5)
+        # The insert checks its foreign key with a KEY SHARE lock: it must not wait for the sync (which
+        # holds its lock until released below: an insert waiting for it would wait out the deadline).
+        await asyncio.wait_for(AccountLinkRequest.insert(link), 60)
     finally:
         release.set()
         await sync

@@ -254,7 +254,7 @@ def test_a_second_run_in_the_same_data_folder_refuses_and_the_first_keeps_servin
 
     # Nothing of the first run was touched: its stack file, its Redis, its worker.
     assert runner.stack() == before
-    ready = httpx.get(f"{runner.api_url}/health/ready", timeout=5)
+    ready = httpx.get(f"{runner.api_url}/health/ready", timeout=30)
     assert ready.status_code == 200, ready.text
     assert ready.json()["status"] == "ok", ready.text
     import psutil
@@ -282,7 +282,7 @@ def test_the_cli_finds_the_running_stack_without_any_variable(runner: Runner) ->
     outbox = cli(runner.data, "outbox", "list", "--status", "dead")
     assert outbox.returncode == 0, outbox.stderr
     # The token works against the running API: the CLI wrote to the run's own database.
-    answer = httpx.get(f"{runner.api_url}/admin/outbox", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    answer = httpx.get(f"{runner.api_url}/admin/outbox", headers={"Authorization": f"Bearer {token}"}, timeout=30)
     assert answer.status_code == 200, answer.text
 
 
@@ -428,16 +428,16 @@ def killable() -> Iterator[Runner]:
 def test_a_run_killed_with_sigkill_takes_every_process_with_it(killable: Runner) -> None:
     processes = _stack_processes(killable)
     sandbox_port = killable.sandbox_port
-    started = time.monotonic()
     os.kill(killable.process.pid, signal.SIGKILL)
     killable.process.wait()  # reaped, as the shell or make would
-    left = _wait_all_gone(processes, timeout=15)
+    left = _wait_all_gone(processes, timeout=60)  # ends only a wait for processes left running for good
     assert not left, (left, killable.output()[-4000:])
-    took = time.monotonic() - started
-    assert took < 15, took
     out = killable.output()
-    said = f"the run (pid {killable.process.pid}) was killed; stopped what it started: PostgreSQL, Redis, 2 processes"
-    assert said in out, out
+    # The count is of the processes the watchdog found still running: the kernel's SIGTERM on the run's
+    # death (PR_SET_PDEATHSIG) may have ended the API or the worker before it looked, on a busy machine.
+    said = re.search(rf"the run \(pid {killable.process.pid}\) was killed; stopped what it started: (.*)", out)
+    assert said is not None, out
+    assert re.fullmatch(r"PostgreSQL, Redis, [012] processes", said.group(1)), out
     assert not (killable.data / "stack.json").exists()  # the CLI does not look for a stack that is gone
     assert not (killable.data / "redis.sock").exists()
     with pytest.raises(ConnectionRefusedError):
@@ -460,7 +460,7 @@ def test_after_a_run_and_its_watchdog_are_killed_the_next_run_cleans_up(killable
     os.kill(killable.process.pid, signal.SIGKILL)
     killable.process.wait()
     children = {role: processes[role] for role in ("api", "worker", "watchdog")}
-    assert not _wait_all_gone(children, timeout=15), killable.output()[-4000:]
+    assert not _wait_all_gone(children, timeout=60), killable.output()[-4000:]
     assert not _gone(processes["redis"])  # daemons: out of the kernel's reach
     assert not _gone(processes["postgres"])
     assert (killable.data / "stack.json").exists()
@@ -474,10 +474,10 @@ def test_after_a_run_and_its_watchdog_are_killed_the_next_run_cleans_up(killable
         assert _gone(processes["redis"])
         assert not _gone(processes["postgres"])  # reused: a running PostgreSQL of this folder
         assert again.stack()["pid"] == again.process.pid
-        assert httpx.get(f"{again.api_url}/health/ready", timeout=5).status_code == 200
+        assert httpx.get(f"{again.api_url}/health/ready", timeout=30).status_code == 200
     finally:
         assert again.stop() == 0, again.output()[-4000:]
-    assert not _wait_all_gone({"postgres": processes["postgres"]}, timeout=15)  # its last user stopped it
+    assert not _wait_all_gone({"postgres": processes["postgres"]}, timeout=60)  # its last user stopped it
 
 
 def test_the_stack_file_is_gone_when_the_run_stops(runner: Runner) -> None:

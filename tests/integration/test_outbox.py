@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -160,14 +159,14 @@ async def test_a_send_that_hangs_is_cut_by_the_timeout_recorded_as_failed_and_se
 ) -> None:
     key = await new_message()
     notifier = HangsOnce()
-    started = time.monotonic()
-    report = await deliver_due(notifier, send_timeout=0.3)
-    assert time.monotonic() - started < 5
+    # The send never answers: only the timeout ends this run (the generous bound is for a test that would
+    # otherwise hang, not a measure of how soon: that is the scheduler's).
+    report = await asyncio.wait_for(deliver_due(notifier, send_timeout=0.3), 60)
     assert (report.sent, report.failed) == (0, 1)
     stored = await row(db, key)
     assert stored["status"] == "failed"
     assert stored["attempts"] == 1
-    assert stored["last_error"].startswith("TimeoutError")
+    assert stored["last_error"] == "TimeoutError: the notifier did not answer within 0.3 s"
     assert stored["next_attempt_at"] is not None
     assert stored["lease_token"] is None
 

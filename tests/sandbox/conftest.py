@@ -33,14 +33,15 @@ class Received:
 
 @dataclass
 class Receiver:
-    """A real HTTP server that records webhook posts and can be told to fail (or redirect) N times, or to
-    take `delay` seconds before answering."""
+    """A real HTTP server that records webhook posts and can be told to fail (or redirect) N times, to
+    take `delay` seconds before answering, or to answer only once `hold` is set (the test decides when)."""
 
     url: str = ""
     requests: list[Received] = field(default_factory=list)
     fail_remaining: int = 0
     fail_status: int = 500
     delay: float = 0.0
+    hold: threading.Event | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail(self, n: int, status: int = 500) -> None:
@@ -53,6 +54,9 @@ class Receiver:
             self.requests.clear()
             self.fail_remaining = 0
             self.delay = 0.0
+            if self.hold is not None:
+                self.hold.set()  # a request still held is let go
+            self.hold = None
 
     def for_path(self, path: str) -> list[Received]:
         with self.lock:
@@ -70,9 +74,11 @@ class Receiver:
                 status = self.fail_status
             headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
             self.requests.append(Received(scope["path"], headers, body, status, time.time()))
-            delay = self.delay
+            delay, hold = self.delay, self.hold
         if delay:
             await asyncio.sleep(delay)
+        if hold is not None:
+            await asyncio.to_thread(hold.wait, 120)
         extra = [(b"location", b"http://127.0.0.1/elsewhere")] if 300 <= status < 400 else []
         await send(
             {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain"), *extra]}
@@ -93,7 +99,7 @@ def receiver() -> Iterator[Receiver]:
     server = uvicorn.Server(uvicorn.Config(rec, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.01)
     rec.url = f"http://127.0.0.1:{port}"
@@ -138,7 +144,7 @@ async def _reset(control: SandboxControl, receiver: Receiver) -> AsyncIterator[N
     receiver.clear()
 
 
-async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+async def wait_until(predicate: Any, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -50,23 +50,28 @@ async def test_429_with_retry_after(client: stripe.StripeClient, control: Sandbo
 
 
 async def test_timeout_hangs_the_request(running: RunningSandbox, control: SandboxControl) -> None:
-    # Without retries, a client with a shorter timeout than the hang sees a timeout (a connection error).
+    # Without retries, a client with a shorter timeout than the hang is cut by its own timeout: a
+    # connection error, not the 500 the sandbox answers once the hang is over (how soon it is cut is
+    # the scheduler's; that it waited its timeout first is the lower bound).
     no_retry = make_client(running.url, retries=0, timeout=0.3)
-    await control.fail_next(1, status="timeout", hang=1.0)
+    await control.fail_next(1, status="timeout", hang=20.0)
     started = time.monotonic()
-    with pytest.raises(stripe.APIConnectionError):
+    with pytest.raises(stripe.APIConnectionError) as cut:
         await no_retry.v1.coupons.create_async(params={"percent_off": 15})
-    assert 0.3 <= time.monotonic() - started < 1.0
+    assert time.monotonic() - started >= 0.3
+    assert "ReadTimeout" in str(cut.value), cut.value
+    assert (await control.faults())["api_faults"] == []  # the hang was this request's
     # A patient raw client waits out the whole hang, then gets the 500.
     await control.fail_next(1, status="timeout", hang=0.5)
-    async with httpx.AsyncClient(base_url=running.url, timeout=5) as raw:
+    async with httpx.AsyncClient(base_url=running.url, timeout=30) as raw:
         started = time.monotonic()
         resp = await raw.get("/v1/balance", headers={"Authorization": f"Bearer {API_KEY}"})
     assert time.monotonic() - started >= 0.5
     assert (resp.status_code, resp.json()["error"]["type"]) == (500, "api_error")
-    # With a retry, the SDK's second attempt (same idempotency key) creates the coupon exactly once.
-    impatient = make_client(running.url, retries=1, timeout=0.3)
-    await control.fail_next(1, status="timeout", hang=1.0)
+    # With a retry, the SDK's second attempt (same idempotency key) creates the coupon exactly once. The
+    # timeout cuts the hanging first attempt; the second, unhurried, has all of it.
+    impatient = make_client(running.url, retries=1, timeout=3.0)
+    await control.fail_next(1, status="timeout", hang=20.0)
     coupon = await impatient.v1.coupons.create_async(params={"percent_off": 15})
     assert coupon.percent_off == 15
     assert len((await impatient.v1.coupons.list_async()).data) == 1

@@ -101,9 +101,10 @@ class PrivateRedis:
         )
         import socket
 
-        for _ in range(200):
+        deadline = time.monotonic() + 60  # ends only a wait for a server that never comes up
+        while time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.1):
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     return
             except OSError:
                 time.sleep(0.02)
@@ -234,7 +235,7 @@ def run_worker(private_redis: PrivateRedis, wh_settings: Settings, wh_app: Lites
     backoff base (50 ms) and the poll delay differ, so retries are fast."""
     from webhooks.queueing import enqueuer_for
 
-    async def run(timeout: float = 20.0) -> Worker:
+    async def run(timeout: float = 60.0) -> Worker:
         await enqueuer_for(wh_app.state.arq).flush()  # the API queues in the background, ~10 ms later
         worker = build_worker(
             wh_settings,
