@@ -17,7 +17,7 @@ from connect.profiles import ChargeType
 from marketplace.auth.service import AuthenticatedPrincipal
 from marketplace.auth.tables import Role
 from marketplace.auth.tokens import hash_token, looks_like_order_token
-from marketplace.lib.problems import NotFound, Problem
+from marketplace.lib.problems import NotFound
 from marketplace.lib.schemas import ROW_CURSOR
 from marketplace.orders.states import OrderStatus
 from marketplace.orders.tables import Order, OrderAccessToken, OrderLine
@@ -176,20 +176,12 @@ async def _may_see(order: OrderRow, principal: AuthenticatedPrincipal | None, or
     return await _holds_token(order, order_token)
 
 
-class InvalidCursor(Problem):
-    status = 400
-    slug = "invalid-cursor"
-    title = "Bad request"
-
-
 def encode_cursor(order: OrderRow) -> str:
     return ROW_CURSOR.encode(order.created_at, order.id)
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    if (position := ROW_CURSOR.decode(cursor)) is None:
-        raise InvalidCursor("The cursor is not one this API handed out.")
-    return position
+    return ROW_CURSOR.position(cursor)
 
 
 async def orders_page(
