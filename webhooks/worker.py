@@ -69,7 +69,7 @@ def job_timeout_seconds(settings: Settings) -> int:
     """arq's timeout for `process_event`, derived from the lease (`Settings.job_timeout_seconds`).
 
     Longer than the lease, so arq never cancels a job before our own handler timeout (the lease
-    minus `HANDLER_MARGIN_SECONDS`) has fired and the failure has been recorded; a job arq cancelled
+    minus `budget.LEASE_MARGIN_SECONDS`) has fired and the failure has been recorded; a job arq cancelled
     would leave the event to wait for its lease to expire.
     """
     return settings.job_timeout_seconds

@@ -336,6 +336,44 @@ async def test_the_admin_list_pages_newest_first(
     assert unknown_status.status_code == 400
 
 
+async def test_the_admin_shows_one_message_and_replays_every_dead_one(
+    db: asyncpg.Connection, client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    dead = [await new_message() for _ in range(3)]
+    await db.execute(
+        "UPDATE outbox_messages SET status = 'dead', attempts = 10, next_attempt_at = NULL, last_error = 'gave up'"
+    )
+    pending = await new_message()
+    message_id = (await row(db, dead[0]))["id"]
+
+    shown = await client.get(f"/admin/outbox/{message_id}", headers=admin_headers)
+    assert shown.status_code == 200, shown.text
+    assert (shown.json()["status"], shown.json()["payload"], shown.json()["last_error"]) == (
+        "dead",
+        {"key": dead[0]},
+        "gave up",
+    )
+    missing = await client.get(f"/admin/outbox/{uuid.uuid4()}", headers=admin_headers)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
+
+    other_kind = await client.post(
+        "/admin/outbox/replay", json={"status": "dead", "kind": "order.receipt"}, headers=admin_headers
+    )
+    assert (other_kind.status_code, other_kind.json()["replayed"]) == (202, [])
+    replayed = await client.post("/admin/outbox/replay", json={"status": "dead"}, headers=admin_headers)
+    assert replayed.status_code == 202, replayed.text
+    dead_ids = {str((await row(db, key))["id"]) for key in dead}
+    assert set(replayed.json()["replayed"]) == dead_ids
+    for key in dead:
+        again = await row(db, key)
+        assert (again["status"], again["attempts"]) == ("pending", 0)
+    assert (await row(db, pending))["status"] == "pending"
+    for body in ({"status": "sent"}, {"status": "dead", "limit": 0}, {"status": "dead", "unknown": 1}):
+        refused = await client.post("/admin/outbox/replay", json=body, headers=admin_headers)
+        assert refused.status_code == 400, body
+
+
 class Overlapping:
     """Holds every send until the test lets go: a run that got here holds the lease on its batch."""
 
@@ -551,6 +589,10 @@ async def test_the_cli_lists_and_replays(db: asyncpg.Connection, settings: Setti
         assert len(err.strip().splitlines()) == 1, err
         assert expected in err
         assert out == ""
+
+    code, out, err = await cli(settings, "list", "--status", "failed")
+    assert (code, out) == (0, "")
+    assert err.strip() == "no failed messages"  # said, not left to an empty screen
 
     code, _, err = await cli(settings, "list", "--limit", "0")
     assert code == 2
