@@ -121,7 +121,7 @@ class AdminSurface:
     bulk_filter_type: type  # the bulk replay's body: `status`, the filter's field, `limit`
     replay_answer_type: type
     replay_answer: Callable[[list[asyncpg.Record], ArqRedis], Awaitable[Any]]
-    refusal: Callable[[Any, asyncpg.Record | None, Settings], Problem]
+    refusal: Callable[[Any, asyncpg.Record, Settings], Problem]  # why a row that exists was not replayed
     noun: str  # what a row is called in a 404: "stored event", "outbox message"
     list_doc: RouteDoc
     show_doc: RouteDoc
