@@ -1,4 +1,5 @@
-"""Putting events on the arq queue: job ids, the retry backoff, and the batching enqueuer of the API.
+"""Putting events on the arq queue: job ids and the batching enqueuer of the API (the retry backoff is
+the durable-work mechanism's, `marketplace.lib.durable.queue.backoff`).
 
 A job only says "process event X"; the event store decides whether there is anything to do. Job ids:
 the first job of an event is the event id itself; a retry, a sweep after a retry or a reclaim uses
@@ -18,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import random
 import time
 import weakref
 from datetime import timedelta
@@ -35,8 +34,6 @@ from marketplace.lib.observability import METRICS
 log = logging.getLogger("webhooks.queue")
 
 PROCESS_EVENT = "process_event"
-BACKOFF_BASE_SECONDS = 30.0
-BACKOFF_CAP_SECONDS = 3600.0
 REDIS_COOLDOWN_SECONDS = 5.0
 BATCH_MAX = 100
 LINGER_SECONDS = 0.002  # gather ids this long before a round trip: many events per trip under load
@@ -47,16 +44,6 @@ METRICS.describe("webhook_enqueue_total", "counter", "Events put on the arq queu
 def job_id_for(event_id: str, attempts: int) -> str:
     """The arq job id for the next attempt of an event that has had `attempts` attempts."""
     return event_id if attempts == 0 else f"{event_id}:{attempts}"
-
-
-def backoff(attempts: int, base: float = BACKOFF_BASE_SECONDS, cap: float = BACKOFF_CAP_SECONDS) -> timedelta:
-    """Delay before the next attempt after `attempts` failed ones: base·2^(n-1), capped, ±20 % jitter."""
-    try:
-        doubled = math.ldexp(base, max(0, attempts - 1))  # base·2^(n-1), exactly, for any n
-    except OverflowError:  # past any float, so past any cap
-        doubled = math.inf
-    delay = min(cap, doubled)
-    return timedelta(seconds=delay * random.uniform(0.8, 1.2))
 
 
 async def enqueue_event(pool: ArqRedis, event_id: str, *, attempts: int = 0, defer_by: timedelta | None = None) -> bool:

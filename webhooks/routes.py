@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import asyncpg
 import msgspec
 from arq.connections import ArqRedis
-from litestar import Controller, Request, get, post
+from litestar import Request, post
 from litestar.enums import ParamType
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Parameter, RequestBody, Schema
-from litestar.params import FromQuery, JSONBody, QueryParameter
+from litestar.params import QueryParameter
 from litestar.types import (
     ASGIApp,
     ControllerRouterHandler,
@@ -27,15 +28,14 @@ from litestar.types import (
 import webhooks.metrics  # noqa: F401  # describes the worker's counters, which /metrics renders from Redis
 from marketplace.auth.guards import admin_only
 from marketplace.lib.bodies import read_body_chunk
-from marketplace.lib.deps import ArqDep, SettingsDep
+from marketplace.lib.durable.operator import AdminSurface, RouteDoc
 from marketplace.lib.observability import METRICS
-from marketplace.lib.problems import PROBLEM_JSON, Conflict, NotFound, Problem, body_of
+from marketplace.lib.problems import PROBLEM_JSON, Conflict, Problem, body_of
 from marketplace.lib.schemas import (
     EVENT_CURSOR,
     SINGLE_LINE,
     STRIPE_ID_PATTERN,
     STRIPE_TOKEN,
-    EventCursor,
     StripeEventId,
 )
 from marketplace.lib.settings import Settings
@@ -103,11 +103,6 @@ class ReplayFilter(msgspec.Struct, forbid_unknown_fields=True):
 class ReplayResult(msgspec.Struct):
     replayed: list[str]
     queued: int  # how many were put on the queue now; the rest the sweeper queues (Redis unavailable)
-
-
-class InvalidCursor(Problem):
-    slug = "invalid-cursor"
-    title = "Invalid cursor"
 
 
 async def accept_delivery(
@@ -292,118 +287,93 @@ async def connect_webhook(request: Request[Any, Any, Any]) -> DeliveryAck:
     return await _deliver("connect", request)
 
 
-def _encode_cursor(row: dict[str, Any]) -> str:
-    return EVENT_CURSOR.encode(row["received_at"], row["id"])
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    if (position := EVENT_CURSOR.decode(cursor)) is None:
-        raise InvalidCursor("The cursor is not one this API returned.")
-    return position
-
-
-def _summary(row: dict[str, Any]) -> EventSummary:
+def _summary(row: asyncpg.Record) -> EventSummary:
     return EventSummary(**{f: row[f] for f in EventSummary.__struct_fields__})
 
 
-async def _queue_replayed(arq: ArqRedis, replayed: list[store.DueEvent]) -> int:
+def _detail(row: asyncpg.Record) -> EventDetail:
+    fields = {f: row[f] for f in EventSummary.__struct_fields__}
+    return EventDetail(**fields, payload=store.event_payload(row))
+
+
+async def queue_replayed(arq: ArqRedis, replayed: list[asyncpg.Record]) -> int:
+    """Queue the first attempt of each replayed event; stops at the first Redis failure (the rest are
+    pending: the sweeper queues them once Redis answers). Returns how many were queued now."""
     queued = 0
-    for item in replayed:
+    for row in replayed:
         try:
-            queued += await enqueue_event(arq, item.id, attempts=item.attempts)
-        except Exception as exc:  # stored as pending: the sweeper queues it once Redis answers
+            queued += await enqueue_event(arq, row["id"], attempts=row["attempts"])
+        except Exception as exc:
             log.warning("replay could not reach Redis (%s); the sweeper will queue the rest", type(exc).__name__)
             break
     return queued
 
 
-class EventAdminController(Controller):
-    path = "/admin/events"
-    tags = ["admin"]
-    guards = [admin_only]
-    security = [{"BearerToken": []}]
+async def _replay_result(replayed: list[asyncpg.Record], arq: ArqRedis) -> ReplayResult:
+    return ReplayResult(replayed=[row["id"] for row in replayed], queued=await queue_replayed(arq, replayed))
 
-    @get(
-        "/",
-        operation_id="listStripeEvents",
-        summary="Stored Stripe events, newest first, by status and type",
-        description=(
-            "Stored events without their payloads, optionally only one `status` and one event `type`; pass "
-            "`next_cursor` as `cursor` for the next page. 400 `invalid-cursor` for a cursor this API did not "
-            "return."
-        ),
-    )
-    async def list_events(
-        self,
-        status: FromQuery[StatusName | None] = None,
-        event_type: Annotated[
-            str | None, QueryParameter(name="type", min_length=1, max_length=128, pattern=STRIPE_TOKEN)
-        ] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
-        cursor: EventCursor = None,
-    ) -> EventPage:
-        before = _decode_cursor(cursor) if cursor else None
-        rows = await store.list_events(status=status, type_=event_type, limit=limit + 1, before=before)
-        page = rows[:limit]
-        next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
-        return EventPage(items=[_summary(r) for r in page], next_cursor=next_cursor)
 
-    @get(
-        "/{event_id:str}",
-        operation_id="getStripeEvent",
-        summary="One stored event with its payload",
-        description="The stored event (`evt_…`), its processing state and the payload Stripe sent. 404 if not stored.",
-    )
-    async def get_event(self, event_id: StripeEventId) -> EventDetail:
-        row = await store.get_event(event_id)
-        if row is None:
-            raise NotFound(f"No stored event {event_id}.")
-        fields = {f: row[f] for f in EventDetail.__struct_fields__}
-        return EventDetail(**fields)
-
-    @post(
-        "/{event_id:str}/replay",
-        operation_id="replayStripeEvent",
-        summary="Process one stored event again (fresh attempt budget)",
-        description=(
-            "202 once the event is due again (`queued` is 0 when Redis is down: the sweeper queues it). "
-            "404 if not stored; 409 when it is being processed right now, or its livemode differs from the "
-            "configured Stripe key's (never processed)."
-        ),
-        status_code=202,
-        raises=[Conflict],
-    )
-    async def replay_one(self, event_id: StripeEventId, arq: ArqDep, settings: SettingsDep) -> ReplayResult:
-        replayed = await store.replay(ids=[event_id], limit=1, livemode=settings.livemode)
-        if not replayed:
-            refusal = await store.why_not_replayed(event_id, settings.livemode)
-            if refusal == "missing":
-                raise NotFound(f"No stored event {event_id}.")
-            if refusal == "other_livemode":
-                raise Conflict(
-                    f"Event {event_id} has livemode={str(not settings.livemode).lower()}, unlike the configured "
-                    "Stripe key; it is never processed."
-                )
-            raise Conflict(f"Event {event_id} is being processed right now; replay it once that finishes.")
-        return ReplayResult(replayed=[e.id for e in replayed], queued=await _queue_replayed(arq, replayed))
-
-    @post(
-        "/replay",
-        operation_id="replayStripeEvents",
-        summary="Process again every stored event matching a filter (e.g. all dead ones)",
-        description=(
-            "Makes due again, oldest first, at most `limit` stored events with this `status` (and `type`), "
-            "each with a fresh attempt budget; `replayed` lists them. Events of the other livemode are never "
-            "replayed. 202 even when none matched."
-        ),
-        status_code=202,
-    )
-    async def replay_many(self, data: JSONBody[ReplayFilter], arq: ArqDep, settings: SettingsDep) -> ReplayResult:
-        # Events of the other livemode (stored as ignored) are never replayed, whatever the filter.
-        replayed = await store.replay(
-            statuses=[data.status], type_=data.type, limit=data.limit, livemode=settings.livemode
+def _refusal(event_id: str, current: asyncpg.Record, settings: Settings) -> Problem:
+    if current["livemode"] != settings.livemode:
+        return Conflict(
+            f"Event {event_id} has livemode={str(not settings.livemode).lower()}, unlike the configured "
+            "Stripe key; it is never processed."
         )
-        return ReplayResult(replayed=[e.id for e in replayed], queued=await _queue_replayed(arq, replayed))
+    return Conflict(f"Event {event_id} is being processed right now; replay it once that finishes.")
+
+
+EVENT_ADMIN = AdminSurface(
+    queue=store.EVENTS,
+    path="/admin/events",
+    key_path="{event_id:str}",
+    key_param="event_id",
+    key_type=StripeEventId,
+    cursor=EVENT_CURSOR,
+    status_type=StatusName,
+    filter_column="type",
+    filter_type=Annotated[str | None, QueryParameter(name="type", min_length=1, max_length=128, pattern=STRIPE_TOKEN)],
+    summary_type=EventSummary,
+    summary=_summary,
+    page_type=EventPage,
+    detail_type=EventDetail,
+    detail=_detail,
+    detail_columns="*",
+    bulk_filter_type=ReplayFilter,
+    replay_answer_type=ReplayResult,
+    replay_answer=_replay_result,
+    refusal=_refusal,
+    noun="stored event",
+    guards=[admin_only],
+    # Events of the other livemode (stored as ignored) are never replayed, by id or in bulk.
+    scope=lambda settings: store.replay_scope(settings.livemode),
+    list_doc=RouteDoc(
+        "listStripeEvents",
+        "Stored Stripe events, newest first, by status and type",
+        "Stored events without their payloads, optionally only one `status` and one event `type`; pass "
+        "`next_cursor` as `cursor` for the next page. 400 `invalid-cursor` for a cursor this API did not "
+        "return.",
+    ),
+    show_doc=RouteDoc(
+        "getStripeEvent",
+        "One stored event with its payload",
+        "The stored event (`evt_…`), its processing state and the payload Stripe sent. 404 if not stored.",
+    ),
+    replay_doc=RouteDoc(
+        "replayStripeEvent",
+        "Process one stored event again (fresh attempt budget)",
+        "202 once the event is due again (`queued` is 0 when Redis is down: the sweeper queues it). "
+        "404 if not stored; 409 when it is being processed right now, or its livemode differs from the "
+        "configured Stripe key's (never processed).",
+    ),
+    replay_all_doc=RouteDoc(
+        "replayStripeEvents",
+        "Process again every stored event matching a filter (e.g. all dead ones)",
+        "Makes due again, oldest first, at most `limit` stored events with this `status` (and `type`), "
+        "each with a fresh attempt budget; `replayed` lists them. Events of the other livemode are never "
+        "replayed. 202 even when none matched.",
+    ),
+)
+"""Stored events as operators see them (mounted by the assembly: `event_admin_routes`)."""
 
 
 METRICS.describe("webhook_queue_lag_seconds", "gauge", "Age of the oldest stored event due for processing.")
@@ -428,6 +398,6 @@ async def collect_backlog() -> None:
 
 
 def route_handlers() -> list[ControllerRouterHandler]:
-    """The webhook endpoints and the event admin routes (also registers the backlog gauges)."""
+    """The two webhook endpoints (also registers the backlog gauges); the assembly mounts `EVENT_ADMIN`."""
     METRICS.add_collector(collect_backlog)
-    return [platform_webhook, connect_webhook, EventAdminController]
+    return [platform_webhook, connect_webhook]

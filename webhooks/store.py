@@ -13,36 +13,67 @@ Status machine of a stored event (the row is the truth; Redis jobs only say "loo
 
     ingest with livemode ≠ configured mode ──▶ ignored (never queued, never replayed)
 
-A claim is a compare-and-set that takes a lease (random token + expiry), and only takes an event that
-is due (pending, or failed with its retry time come). Completion only counts when the token still
-matches, so a worker whose lease was taken over cannot overwrite the new owner. An expired lease
-means the worker died or hung mid-event: `release_expired` records that as a failed attempt (same
-backoff, same maximum), so an event that kills its worker ends dead instead of looping.
-The hot ingest path uses the asyncpg pool directly (one statement, no ORM), the rest is plain SQL too
-so that every state transition reads in one place.
+The lease-and-retry part runs on the one durable-work mechanism (`marketplace.lib.durable.queue`,
+declared here as `EVENTS`): a claim is a compare-and-set that takes a lease (random token + expiry)
+and only takes an event that is due (pending, or failed with its retry time come); completion only
+counts while the token matches; an expired lease (the worker died or hung mid-event) is recorded as a
+failed attempt (same backoff, same maximum), so an event that kills its worker ends dead instead of
+looping. What is the event store's own stays here: the hot ingest insert (asyncpg, one statement,
+group commit), `unhandled` parking and its re-offer query, the livemode rule of replays, retention.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import asyncpg
 
 from marketplace.lib.db import close_pool, connection, keep_session
+from marketplace.lib.durable import queue as durable
+from marketplace.lib.durable.queue import Queue
+from marketplace.lib.settings import Settings
 from webhooks.registry import Endpoint, StoredEvent
 from webhooks.tables import EventStatus
 
 # The only statuses retention prunes.
 TERMINAL = (EventStatus.processed.value, EventStatus.ignored.value, EventStatus.not_ours.value)
-CLAIMABLE = (EventStatus.pending.value, EventStatus.failed.value)
-MAX_ERROR_CHARS = 4000
+LEASE_EXPIRED_ERROR = "lease expired: the worker died or timed out while processing the event"
+
+EVENTS = Queue(
+    table="stripe_events",
+    key_type="varchar",
+    time_column="received_at",
+    done_column="processed_at",
+    running=EventStatus.processing.value,
+    finished=TERMINAL,
+    parked=(EventStatus.unhandled.value,),
+    replayable=None,  # by id, any state but a live lease (and never the other livemode: `replay_scope`)
+    columns=(
+        "id",
+        "type",
+        "account",
+        "endpoint",
+        "misrouted",
+        "livemode",
+        "api_version",
+        "created",
+        "received_at",
+        "status",
+        "attempts",
+        "last_error",
+        "next_attempt_at",
+        "processed_at",
+    ),
+    lease_expired_error=LEASE_EXPIRED_ERROR,
+    max_attempts=Settings.event_max_attempts,  # the default; the worker's copy has the configured one
+)
+"""The event store as a queue of durable work; the worker runs it with settings' maximum and backoff."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +299,7 @@ class Claim:
     received_at: datetime
 
 
-def _payload(row: asyncpg.Record) -> dict[str, Any]:
+def event_payload(row: asyncpg.Record) -> dict[str, Any]:
     """The event as delivered: the exact body when it was kept (jsonb could not hold it), else the jsonb."""
     raw = row["payload_raw"]
     payload = json.loads(raw) if raw is not None else row["payload"]
@@ -278,7 +309,7 @@ def _payload(row: asyncpg.Record) -> dict[str, Any]:
 
 
 def _stored_event(row: asyncpg.Record) -> StoredEvent:
-    payload = _payload(row)
+    payload = event_payload(row)
     # Handlers act on the account the event carries, whichever endpoint it reached (misrouted events).
     effective: Endpoint = "connect" if row["account"] else "platform"
     return StoredEvent(
@@ -294,6 +325,9 @@ def _stored_event(row: asyncpg.Record) -> StoredEvent:
     )
 
 
+_CLAIMED_COLUMNS = "id, type, account, endpoint, livemode, api_version, created, payload, payload_raw, received_at"
+
+
 async def claim(event_id: str, lease_seconds: int, *, unhandled: bool = False) -> Claim | None:
     """Take the lease on a due event (compare-and-set).
 
@@ -301,45 +335,16 @@ async def claim(event_id: str, lease_seconds: int, *, unhandled: bool = False) -
     `next_attempt_at`), held by another worker, or held by a lease that expired (see `release_expired`).
     `unhandled`: also take an event parked as unhandled (a worker re-offering it to its own handler).
     """
-    token = secrets.token_hex(16)
-    async with connection() as conn:
-        row = await conn.fetchrow(
-            """
-            UPDATE stripe_events
-               SET status = 'processing', attempts = attempts + 1, lease_token = $2,
-                   lease_until = now() + make_interval(secs => $3)
-             WHERE id = $1
-               AND (status = 'pending' OR (status = 'failed' AND next_attempt_at <= now())
-                    OR ($4 AND status = 'unhandled'))
-         RETURNING id, type, account, endpoint, livemode, api_version, created, payload, payload_raw, attempts,
-                   received_at
-            """,
-            event_id,
-            token,
-            float(lease_seconds),
-            unhandled,
-        )
-    if row is None:
+    also = (EventStatus.unhandled.value,) if unhandled else ()
+    lease = await durable.claim(EVENTS, event_id, lease_seconds, columns=_CLAIMED_COLUMNS, also=also)
+    if lease is None:
         return None
-    return Claim(_stored_event(row), token, row["attempts"], row["received_at"])
+    return Claim(_stored_event(lease.row), lease.token, lease.attempts, lease.row["received_at"])
 
 
 async def finish(event_id: str, lease_token: str, status: EventStatus, note: str | None = None) -> bool:
     """Record a terminal outcome (processed / ignored / not_ours) if we still hold the lease."""
-    async with connection() as conn:
-        result: str = await conn.execute(
-            """
-            UPDATE stripe_events
-               SET status = $3, processed_at = now(), lease_token = NULL, lease_until = NULL,
-                   next_attempt_at = NULL, last_error = $4
-             WHERE id = $1 AND lease_token = $2 AND status = 'processing'
-            """,
-            event_id,
-            lease_token,
-            status.value,
-            note,
-        )
-    return result.endswith(" 1")
+    return await durable.finish(EVENTS, event_id, lease_token, status.value, last_error=note)
 
 
 async def park_unhandled(event_id: str, lease_token: str, note: str) -> bool:
@@ -348,19 +353,7 @@ async def park_unhandled(event_id: str, lease_token: str, note: str) -> bool:
     The attempt the claim counted is given back: an event that only met workers without its handler
     keeps its whole retry budget for the one that has it.
     """
-    async with connection() as conn:
-        result: str = await conn.execute(
-            """
-            UPDATE stripe_events
-               SET status = 'unhandled', attempts = greatest(attempts - 1, 0), lease_token = NULL,
-                   lease_until = NULL, next_attempt_at = NULL, processed_at = NULL, last_error = $3
-             WHERE id = $1 AND lease_token = $2 AND status = 'processing'
-            """,
-            event_id,
-            lease_token,
-            note,
-        )
-    return result.endswith(" 1")
+    return await durable.park(EVENTS, event_id, lease_token, EventStatus.unhandled.value, note)
 
 
 async def unhandled_events(*, platform_types: Sequence[str], connect_types: Sequence[str], limit: int) -> list[str]:
@@ -385,28 +378,11 @@ async def unhandled_events(*, platform_types: Sequence[str], connect_types: Sequ
 
 
 async def fail(
-    event_id: str, lease_token: str, error: str, *, attempts: int, max_attempts: int, retry_in: timedelta
-) -> EventStatus | None:
-    """Record a handler failure: `failed` with a next attempt, or `dead` after `max_attempts`."""
-    status = EventStatus.dead if attempts >= max_attempts else EventStatus.failed
-    async with connection() as conn:
-        result: str = await conn.execute(
-            """
-            UPDATE stripe_events
-               SET status = $3::varchar, last_error = $4, lease_token = NULL, lease_until = NULL,
-                   next_attempt_at = CASE WHEN $3::varchar = 'failed' THEN now() + make_interval(secs => $5) END
-             WHERE id = $1 AND lease_token = $2 AND status = 'processing'
-            """,
-            event_id,
-            lease_token,
-            status.value,
-            error[:MAX_ERROR_CHARS],
-            retry_in.total_seconds(),
-        )
-    return status if result.endswith(" 1") else None
-
-
-LEASE_EXPIRED_ERROR = "lease expired: the worker died or timed out while processing the event"
+    queue: Queue, event_id: str, lease_token: str, error: str, *, attempts: int, permanent: bool = False
+) -> durable.Failure | None:
+    """Record a handler failure: `failed` with a next attempt (`queue`'s backoff), or `dead` at its maximum
+    (at once when `permanent`)."""
+    return await durable.fail(queue, event_id, lease_token, error, attempts=attempts, permanent=permanent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,44 +392,18 @@ class Released:
     id: str
     type: str
     attempts: int
-    status: EventStatus  # failed (retried after `retry_in`) or dead
-    retry_in: timedelta | None
+    failure: durable.Failure  # failed (retried after `retry_in`) or dead
 
 
-async def release_expired(event_id: str, *, max_attempts: int, retry_in: Callable[[int], timedelta]) -> Released | None:
-    """Record an expired lease as a failed attempt: `failed` with a backoff, or `dead` at `max_attempts`.
+async def release_expired(event_id: str, *, queue: Queue) -> Released | None:
+    """Record an expired lease as a failed attempt: `failed` with a backoff, or `dead` at the maximum.
 
     A lease expires only when its worker died or hung past it (a handler that merely runs long is
-    cancelled before); retaking such an event as if nothing happened would loop forever on an event
-    that kills its worker. None when the event is not under an expired lease.
+    cancelled before). None when the event is not under an expired lease.
     """
-    async with connection() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            """
-            SELECT type, attempts FROM stripe_events
-             WHERE id = $1 AND status = 'processing' AND lease_until < now()
-               FOR UPDATE SKIP LOCKED
-            """,
-            event_id,
-        )
-        if row is None:
-            return None
-        attempts: int = row["attempts"]
-        status = EventStatus.dead if attempts >= max_attempts else EventStatus.failed
-        delay = retry_in(attempts) if status is EventStatus.failed else None
-        await conn.execute(
-            """
-            UPDATE stripe_events
-               SET status = $2::varchar, last_error = $3, lease_token = NULL, lease_until = NULL,
-                   next_attempt_at = CASE WHEN $2::varchar = 'failed' THEN now() + make_interval(secs => $4) END
-             WHERE id = $1
-            """,
-            event_id,
-            status.value,
-            LEASE_EXPIRED_ERROR,
-            delay.total_seconds() if delay is not None else 0.0,
-        )
-    return Released(event_id, row["type"], attempts, status, delay)
+    for released in await durable.release_expired(queue, keys=[event_id], limit=1, columns="type"):
+        return Released(event_id, released.row["type"], released.attempts, released.failure)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,122 +420,25 @@ async def due_events(*, pending_grace: timedelta, limit: int) -> list[DueEvent]:
     retry time has come, and processing events whose lease expired (their worker died or hung: the
     sweeper records that with `release_expired` before anything is queued).
     """
-    async with connection() as conn:
-        rows = await conn.fetch(
-            """
-            (SELECT id, attempts, status FROM stripe_events
-              WHERE status = 'pending' AND next_attempt_at <= now() - make_interval(secs => $1)
-              ORDER BY next_attempt_at LIMIT $2)
-            UNION ALL
-            (SELECT id, attempts, status FROM stripe_events
-              WHERE status = 'failed' AND next_attempt_at <= now()
-              ORDER BY next_attempt_at LIMIT $2)
-            UNION ALL
-            (SELECT id, attempts, status FROM stripe_events
-              WHERE status = 'processing' AND lease_until < now()
-              ORDER BY lease_until LIMIT $2)
-            """,
-            pending_grace.total_seconds(),
-            limit,
-        )
-    return [DueEvent(r["id"], r["attempts"], r["status"]) for r in rows]
+    return [
+        DueEvent(d.key, d.attempts, d.status)
+        for d in await durable.due(EVENTS, pending_grace=pending_grace, limit=limit)
+    ]
 
 
-async def replay(
-    *,
-    livemode: bool,
-    ids: Sequence[str] | None = None,
-    statuses: Sequence[str] | None = None,
-    type_: str | None = None,
-    limit: int,
-) -> list[DueEvent]:
-    """Put events back to pending with a fresh attempt budget.
-
-    Left alone: events under a live lease, and events whose `livemode` is not the configured key's
-    (`livemode`): those are stored as ignored and must never be processed.
-    """
-    args: list[Any] = [livemode]
-    conditions = ["NOT (status = 'processing' AND lease_until >= now())", "livemode = $1"]
-    if ids is not None:
-        args.append(list(ids))
-        conditions.append(f"id = ANY(${len(args)}::varchar[])")
-    if statuses is not None:
-        args.append(list(statuses))
-        conditions.append(f"status = ANY(${len(args)}::varchar[])")
-    if type_ is not None:
-        args.append(type_)
-        conditions.append(f"type = ${len(args)}")
-    args.append(limit)
-    async with connection() as conn:
-        # Only fixed fragments and $n placeholders are interpolated; every value is a bind parameter.
-        rows = await conn.fetch(
-            f"""
-            UPDATE stripe_events
-               SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_token = NULL,
-                   lease_until = NULL, processed_at = NULL
-             WHERE id IN (SELECT id FROM stripe_events WHERE {" AND ".join(conditions)}
-                          ORDER BY received_at LIMIT ${len(args)} FOR UPDATE SKIP LOCKED)
-         RETURNING id, attempts, status
-            """,  # noqa: S608
-            *args,
-        )
-    return [DueEvent(r["id"], r["attempts"], r["status"]) for r in rows]
-
-
-ReplayRefusal = Literal["missing", "other_livemode", "processing"]
-
-
-async def why_not_replayed(event_id: str, livemode: bool) -> ReplayRefusal:
-    """Why `replay(ids=[event_id])` replayed nothing: no such event, the other livemode, or a live lease."""
-    async with connection() as conn:
-        stored_livemode = await conn.fetchval("SELECT livemode FROM stripe_events WHERE id = $1", event_id)
-    if stored_livemode is None:
-        return "missing"
-    return "other_livemode" if stored_livemode != livemode else "processing"
+def replay_scope(livemode: bool, type_: str | None = None) -> dict[str, Any]:
+    """What any replay is limited to: the configured key's livemode (events of the other one are stored
+    as ignored and never processed), and one type if given."""
+    return {"livemode": livemode} | ({"type": type_} if type_ is not None else {})
 
 
 async def get_event(event_id: str) -> dict[str, Any] | None:
-    async with connection() as conn:
-        row = await conn.fetchrow("SELECT * FROM stripe_events WHERE id = $1", event_id)
+    row = await durable.get(EVENTS, event_id, columns="*")
     if row is None:
         return None
     out = dict(row)
-    out["payload"] = _payload(row)
+    out["payload"] = event_payload(row)
     return out
-
-
-_SUMMARY_COLUMNS = (
-    "id, type, account, endpoint, misrouted, livemode, api_version, created, received_at, status, attempts, "
-    "last_error, next_attempt_at, processed_at"
-)
-
-
-async def list_events(
-    *,
-    status: str | None,
-    type_: str | None,
-    limit: int,
-    before: tuple[datetime, str] | None = None,
-) -> list[dict[str, Any]]:
-    """Events newest first, filtered; `before` is the (received_at, id) keyset cursor of the last page."""
-    conditions: list[str] = []
-    args: list[Any] = []
-    if status is not None:
-        args.append(status)
-        conditions.append(f"status = ${len(args)}")
-    if type_ is not None:
-        args.append(type_)
-        conditions.append(f"type = ${len(args)}")
-    if before is not None:
-        args.extend(before)
-        conditions.append(f"(received_at, id) < (${len(args) - 1}, ${len(args)})")
-    args.append(limit)
-    where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
-    async with connection() as conn:
-        # Only fixed fragments and $n placeholders are interpolated; every value is a bind parameter.
-        query = f"SELECT {_SUMMARY_COLUMNS} FROM stripe_events {where} ORDER BY received_at DESC, id DESC"  # noqa: S608
-        rows = await conn.fetch(f"{query} LIMIT ${len(args)}", *args)
-    return [dict(r) for r in rows]
 
 
 async def prune(retention_days: int, *, batch: int = 5000) -> int:
@@ -624,19 +477,11 @@ class Backlog:
 
 async def backlog() -> Backlog:
     """Figures for the metrics gauges."""
-    async with connection() as conn:
-        row = await conn.fetchrow(
-            """
-            SELECT
-              COALESCE(EXTRACT(EPOCH FROM now() - min(next_attempt_at)
-                       FILTER (WHERE status IN ('pending', 'failed') AND next_attempt_at <= now())), 0)
-                AS lag,
-              count(*) FILTER (WHERE status IN ('pending', 'failed') AND next_attempt_at <= now()) AS due,
-              count(*) FILTER (WHERE status = 'dead') AS dead,
-              count(*) FILTER (WHERE status = 'failed') AS failed,
-              count(*) FILTER (WHERE status = 'unhandled') AS unhandled
-            FROM stripe_events WHERE status IN ('pending', 'failed', 'dead', 'unhandled')
-            """
-        )
-    assert row is not None
-    return Backlog(float(row["lag"]), int(row["due"]), int(row["dead"]), int(row["failed"]), int(row["unhandled"]))
+    figures = await durable.backlog(EVENTS)
+    return Backlog(
+        figures.queue_lag_seconds,
+        figures.due,
+        figures.dead,
+        figures.failed,
+        figures.parked[EventStatus.unhandled.value],
+    )

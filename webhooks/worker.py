@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -31,11 +30,12 @@ from arq.constants import job_key_prefix
 from arq.cron import CronJob
 from arq.worker import Function, func
 
+from marketplace.lib.durable.queue import BACKOFF_BASE_SECONDS, Queue
 from marketplace.lib.observability import redact
 from marketplace.lib.settings import Settings
 from webhooks import store
 from webhooks.metrics import count_outcome, count_sweep, flush_counts
-from webhooks.queueing import BACKOFF_BASE_SECONDS, backoff, enqueue_event, enqueuer_for, job_id_for
+from webhooks.queueing import enqueue_event, enqueuer_for, job_id_for
 from webhooks.registry import HandlerContext, Malformed, NotOurs, event_types_for, handler_for, ignored_because
 from webhooks.tables import EventStatus
 
@@ -69,20 +69,19 @@ def job_timeout_seconds(settings: Settings) -> int:
     """arq's timeout for `process_event`, derived from the lease (`Settings.job_timeout_seconds`).
 
     Longer than the lease, so arq never cancels a job before our own handler timeout (the lease
-    minus `HANDLER_MARGIN_SECONDS`) has fired and the failure has been recorded; a job arq cancelled
+    minus `budget.LEASE_MARGIN_SECONDS`) has fired and the failure has been recorded; a job arq cancelled
     would leave the event to wait for its lease to expire.
     """
     return settings.job_timeout_seconds
 
 
-def _retry_in(ctx: dict[str, Any]) -> Callable[[int], timedelta]:
-    """The delay before the next attempt after `attempts` failed ones (the backoff, with ctx's base)."""
-    base = float(ctx.get("webhook_backoff_base", BACKOFF_BASE_SECONDS))
-
-    def retry_in(attempts: int) -> timedelta:
-        return backoff(attempts, base=base)
-
-    return retry_in
+def _events(ctx: dict[str, Any]) -> Queue:
+    """The event store's queue with this worker's retry policy: settings' maximum, ctx's backoff base."""
+    settings: Settings = ctx["settings"]
+    return store.EVENTS.with_retry(
+        max_attempts=settings.event_max_attempts,
+        backoff_base=float(ctx.get("webhook_backoff_base", BACKOFF_BASE_SECONDS)),
+    )
 
 
 async def process_event(ctx: dict[str, Any], event_id: str, *, unhandled: bool = False) -> str:
@@ -97,9 +96,7 @@ async def process_event(ctx: dict[str, Any], event_id: str, *, unhandled: bool =
         # Done already, not yet due (a failed event before its next_attempt_at: a stray or early
         # job; the sweeper queues it when due), under another worker's live lease, or under an
         # expired one: that last attempt died with its worker, and counts as failed.
-        released = await store.release_expired(
-            event_id, max_attempts=settings.event_max_attempts, retry_in=_retry_in(ctx)
-        )
+        released = await store.release_expired(event_id, queue=_events(ctx))
         if released is None:
             return "skipped"
         await _after_release(ctx, released)
@@ -143,7 +140,13 @@ async def process_event(ctx: dict[str, Any], event_id: str, *, unhandled: bool =
         log.info("event concerns nothing of this platform: %s", exc.note, extra=extra)
         return "not_ours"
     except Malformed as exc:  # no retry can change the body: dead at once, with the reason
-        if not await store.finish(event.id, claimed.lease_token, EventStatus.dead, redact(exc.note)):
+        note = redact(exc.note)
+        if (
+            await store.fail(
+                _events(ctx), event.id, claimed.lease_token, note, attempts=claimed.attempts, permanent=True
+            )
+            is None
+        ):
             count_outcome(redis, event.type, "lost_lease")
             return "lost_lease"
         count_outcome(redis, event.type, "dead")
@@ -173,22 +176,15 @@ async def _record_failure(ctx: dict[str, Any], claimed: store.Claim, exc: BaseEx
     event = claimed.event
     extra = {"event_id": event.id, "event_type": event.type, "account": event.account}
     error = describe_error(exc, settings)
-    delay = _retry_in(ctx)(claimed.attempts)
-    status = await store.fail(
-        event.id,
-        claimed.lease_token,
-        error,
-        attempts=claimed.attempts,
-        max_attempts=settings.event_max_attempts,
-        retry_in=delay,
-    )
-    if status is None:
+    failure = await store.fail(_events(ctx), event.id, claimed.lease_token, error, attempts=claimed.attempts)
+    if failure is None:
         count_outcome(redis, event.type, "lost_lease")
         return "lost_lease"
-    count_outcome(redis, event.type, status.value)
-    if status is EventStatus.dead:
+    count_outcome(redis, event.type, failure.status)
+    if failure.retry_in is None:
         log.error("event parked as dead after %d attempts: %s", claimed.attempts, error, extra=extra)
         return "dead"
+    delay = failure.retry_in
     log.warning(
         "handler failed (attempt %d of %d), retrying in %.1f s: %s",
         claimed.attempts,
@@ -206,8 +202,8 @@ async def _after_release(ctx: dict[str, Any], released: store.Released) -> None:
     settings: Settings = ctx["settings"]
     redis: ArqRedis | None = ctx.get("redis")
     extra = {"event_id": released.id, "event_type": released.type}
-    count_outcome(redis, released.type, released.status.value)
-    if released.status is EventStatus.dead or released.retry_in is None:
+    count_outcome(redis, released.type, released.failure.status)
+    if released.failure.retry_in is None:
         log.error(
             "event parked as dead after %d attempts: %s", released.attempts, store.LEASE_EXPIRED_ERROR, extra=extra
         )
@@ -217,10 +213,10 @@ async def _after_release(ctx: dict[str, Any], released: store.Released) -> None:
         store.LEASE_EXPIRED_ERROR,
         released.attempts,
         settings.event_max_attempts,
-        released.retry_in.total_seconds(),
+        released.failure.retry_in.total_seconds(),
         extra=extra,
     )
-    await _queue_retry(redis, released.id, released.attempts, released.retry_in)
+    await _queue_retry(redis, released.id, released.attempts, released.failure.retry_in)
 
 
 async def _queue_retry(redis: ArqRedis | None, event_id: str, attempts: int, delay: timedelta) -> None:
@@ -242,7 +238,6 @@ async def queue_due(ctx: dict[str, Any], *, pending_grace: timedelta = PENDING_G
     skipped after one pipelined EXISTS per batch, so a long backlog costs the sweeper one round trip
     per thousand events, not three per event.
     """
-    settings: Settings = ctx["settings"]
     pool: ArqRedis = ctx["redis"]
     counts = {"pending": 0, "failed": 0, "processing": 0}
     while True:
@@ -253,9 +248,7 @@ async def queue_due(ctx: dict[str, Any], *, pending_grace: timedelta = PENDING_G
             if item.status != EventStatus.processing.value:
                 waiting.append(item)
                 continue
-            released = await store.release_expired(
-                item.id, max_attempts=settings.event_max_attempts, retry_in=_retry_in(ctx)
-            )
+            released = await store.release_expired(item.id, queue=_events(ctx))
             if released is not None:
                 await _after_release(ctx, released)
                 counts["processing"] += 1

@@ -75,6 +75,13 @@ class NotFound(Problem):
     title = "Not found"
 
 
+class InvalidCursor(Problem):
+    """A page cursor this API did not hand out: the one problem of every paged list."""
+
+    slug = "invalid-cursor"
+    title = "Invalid cursor"
+
+
 class Conflict(Problem):
     status = 409
     slug = "conflict"

@@ -26,6 +26,7 @@ from litestar.params import PathParameter, QueryParameter
 
 from connect.accounts import SUPPORTED_COUNTRIES
 from connect.currencies import SUPPORTED_CURRENCIES
+from marketplace.lib.problems import InvalidCursor
 from marketplace.lib.text import EMAIL_MAX_LENGTH, EMAIL_PATTERN
 
 _CONTROL = r"\x00-\x1f\x7f-\x9f"
@@ -136,6 +137,12 @@ class CursorFormat(Generic[Key]):
             return None
         micros, _, key = cursor.partition(".")
         return _EPOCH + int(micros) * _MICROSECOND, self.parse_key(key)
+
+    def position(self, cursor: str) -> tuple[datetime, Key]:
+        """(time, key) of a cursor a page route was given; `InvalidCursor` (400) when it has not the format."""
+        if (position := self.decode(cursor)) is None:
+            raise InvalidCursor("The cursor is not one this API returned.")
+        return position
 
     def parameter(self) -> QueryParameter:
         """The `cursor` query parameter of a page route, declared with this format."""

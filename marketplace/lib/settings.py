@@ -15,20 +15,15 @@ from urllib.parse import urlsplit
 
 from connect.fees import FeePolicy, fee_problems, parse_per_currency
 from connect.profiles import ACCOUNT_PROFILES, AccountProfile
+from marketplace.lib.durable import budget
 
 AppEnv = Literal["development", "test", "production"]
 
 APP_ENVS: tuple[AppEnv, ...] = ("development", "test", "production")
 LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
-# The budget order every webhook job keeps (docs/architecture.md, "Budgets"):
-#   one Stripe call (attempts * timeout + the SDK's sleeps between them)
-#   < the handler's timeout (the lease minus HANDLER_MARGIN_SECONDS, or a fifth of a shorter lease)
-#   < the lease (EVENT_LEASE_SECONDS)
-#   < arq's job timeout (the lease plus JOB_TIMEOUT_SLACK_SECONDS)
-# so a slow Stripe makes a call fail (and the event retry) before the handler is cut, a cut handler's
-# failure is recorded before its lease could be taken over, and arq never kills a job that still holds one.
-HANDLER_MARGIN_SECONDS = 5
-JOB_TIMEOUT_SLACK_SECONDS = 10
+# The budget order every webhook job keeps is durable work's (`marketplace.lib.durable.budget`): one
+# Stripe call < the handler's timeout (`budget.work_timeout` of EVENT_LEASE_SECONDS) < the lease < arq's
+# job timeout (`budget.job_timeout`); `budget_problems` refuses settings that break it.
 STRIPE_SDK_MAX_RETRY_SLEEP_SECONDS = 5.0  # stripe-python's HTTPClient.MAX_DELAY between retries
 TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
 
@@ -128,13 +123,12 @@ class Settings:
     def handler_timeout_seconds(self) -> float:
         """A webhook handler is cancelled after this: before its lease runs out, so no other worker
         can take over an event still running here."""
-        lease = float(self.event_lease_seconds)
-        return lease - min(float(HANDLER_MARGIN_SECONDS), lease / 5)
+        return budget.work_timeout(self.event_lease_seconds)
 
     @property
     def job_timeout_seconds(self) -> int:
         """arq's timeout for one event's job: the lease plus time to record the outcome."""
-        return self.event_lease_seconds + JOB_TIMEOUT_SLACK_SECONDS
+        return budget.job_timeout(self.event_lease_seconds)
 
     @property
     def livemode(self) -> bool:
@@ -207,7 +201,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool, problems: list[str])
 
 
 def budget_problems(settings: Settings) -> list[str]:
-    """Why the timeouts break the budget order (see `HANDLER_MARGIN_SECONDS`); empty when they keep it."""
+    """Why the timeouts break the budget order (`marketplace.lib.durable.budget`); empty when they keep it."""
     budget = settings.stripe_call_budget_seconds
     handler = settings.handler_timeout_seconds
     if budget < handler:

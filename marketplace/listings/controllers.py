@@ -11,7 +11,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from marketplace.auth.guards import seller_only
 from marketplace.lib.deps import PrincipalDep
-from marketplace.lib.problems import NotFound, Problem
+from marketplace.lib.problems import InvalidCursor, NotFound
 from marketplace.lib.schemas import ROW_CURSOR, CurrencyCode, Cursor
 from marketplace.listings import service
 from marketplace.listings.schemas import (
@@ -31,19 +31,12 @@ BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Page size.")]
 
 
-class InvalidCursor(Problem):
-    slug = "invalid-cursor"
-    title = "Invalid cursor"
-
-
 def _encode_cursor(row: ListingRow) -> str:
     return ROW_CURSOR.encode(row.created_at, row.id)
 
 
 def _decode_cursor(cursor: str) -> Position:
-    if (position := ROW_CURSOR.decode(cursor)) is None:
-        raise InvalidCursor("The cursor is not one this API returned.")
-    return position
+    return ROW_CURSOR.position(cursor)
 
 
 def _page(rows: list[ListingRow], limit: int) -> tuple[list[ListingRow], str | None]:

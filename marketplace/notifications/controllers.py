@@ -13,8 +13,9 @@ from litestar.params import QueryParameter
 from marketplace.auth.guards import require_role
 from marketplace.auth.tables import Role
 from marketplace.lib.deps import PrincipalDep
+from marketplace.lib.problems import InvalidCursor
 from marketplace.lib.schemas import Cursor
-from marketplace.notifications.service import InvalidNotificationCursor, notifications_page
+from marketplace.notifications.service import notifications_page
 
 
 class NotificationOut(msgspec.Struct):
@@ -44,7 +45,7 @@ class NotificationController(Controller):
             "Receipts, sale notices and oversell notices, one per fact (the outbox delivers at least once; "
             "a repeated delivery adds nothing). Pass `next_cursor` as `cursor` for the next page."
         ),
-        raises=[InvalidNotificationCursor],
+        raises=[InvalidCursor],
     )
     async def list_notifications(
         self,

@@ -2,7 +2,8 @@
 
 Each outbox message becomes at most one notification (unique on the message's `dedupe_key`): the outbox
 delivers at least once, and a repeated delivery adds nothing. A real provider (email, push) is another
-`Notifier` beside this one (`marketplace.outbox.service.KindRouter`).
+`Notifier` beside this one. The modules that write messages to people declare their kinds with
+`notification_writer` as the sender (`marketplace.outbox.service.declare_kind`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from typing import Any
 
 from connect.currencies import format_amount
 from marketplace.lib.db import connection
-from marketplace.lib.problems import Problem
 from marketplace.lib.schemas import ROW_CURSOR
-from marketplace.outbox.service import LogNotifier, OutboxDelivery
+from marketplace.outbox.service import LogNotifier, Notifier, OutboxDelivery, SendResources
 
 # What each kind says, in a sentence built from its payload (never anything a payload did not carry).
 _SUBJECTS = {
@@ -66,6 +66,11 @@ class NotificationWriter:
         await self._log.send(message)
 
 
+def notification_writer(resources: SendResources) -> Notifier:
+    """The sender of every outbox kind addressed to people (`declare_kind(kind, notification_writer)`)."""
+    return NotificationWriter()
+
+
 @dataclass(frozen=True, slots=True)
 class NotificationRow:
     id: uuid.UUID
@@ -75,21 +80,12 @@ class NotificationRow:
     created_at: datetime
 
 
-class InvalidNotificationCursor(Problem):
-    status = 400
-    slug = "invalid-cursor"
-    title = "Bad request"
-
-
 def _encode(row: NotificationRow) -> str:
     return ROW_CURSOR.encode(row.created_at, row.id)
 
 
 def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
-    decoded = ROW_CURSOR.decode(cursor)
-    if decoded is None:
-        raise InvalidNotificationCursor("The cursor is not one this API handed out.")
-    return decoded
+    return ROW_CURSOR.position(cursor)
 
 
 async def notifications_page(

@@ -50,14 +50,22 @@ from connect.profiles import account_of
 from marketplace.lib.db import connection
 from marketplace.lib.observability import METRICS, count_shared
 from marketplace.lib.problems import NotFound, Problem
+from marketplace.notifications.service import notification_writer
 from marketplace.orders import states
 from marketplace.orders.service import OrderLineRow, OrderRow, order_by_id
 from marketplace.orders.states import OrderStatus
-from marketplace.outbox.service import add_messages
+from marketplace.outbox.service import add_messages, declare_kind
 from marketplace.refunds.service import REFUNDS, queue_refund
 from marketplace.refunds.tables import RefundReason
 
 log = logging.getLogger("marketplace.confirm")
+
+# The outbox kinds a confirmation writes (messages to people), declared with their sender.
+ORDER_RECEIPT = declare_kind("order.receipt", notification_writer)
+ORDER_SALE = declare_kind("order.sale", notification_writer)
+ORDER_FULFIL = declare_kind("order.fulfil", notification_writer)
+ORDER_OVERSOLD = declare_kind("order.oversold", notification_writer)
+ORDER_OVERSOLD_SELLER = declare_kind("order.oversold_seller", notification_writer)
 security_log = logging.getLogger("marketplace.security")
 
 CONFIRMATIONS = "order_confirmations_total"
@@ -270,8 +278,8 @@ async def _oversold(
             await add_messages(
                 conn,
                 [
-                    ("order.oversold", f"order:{moved.id}:oversold", payload, moved.buyer),
-                    ("order.oversold_seller", f"order:{moved.id}:oversold_seller", payload, seller_principal),
+                    (ORDER_OVERSOLD, f"order:{moved.id}:oversold", payload, moved.buyer),
+                    (ORDER_OVERSOLD_SELLER, f"order:{moved.id}:oversold_seller", payload, seller_principal),
                 ],
             )
     if moved is None:
@@ -334,9 +342,9 @@ async def _announce_sale(
     await add_messages(
         conn,
         [
-            ("order.receipt", f"order:{order.id}:receipt", payload, order.buyer),
-            ("order.sale", f"order:{order.id}:sale", payload, seller_principal),
-            ("order.fulfil", f"order:{order.id}:fulfil", payload, seller_principal),  # the seller ships it
+            (ORDER_RECEIPT, f"order:{order.id}:receipt", payload, order.buyer),
+            (ORDER_SALE, f"order:{order.id}:sale", payload, seller_principal),
+            (ORDER_FULFIL, f"order:{order.id}:fulfil", payload, seller_principal),  # the seller ships it
         ],
     )
 

@@ -13,7 +13,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from marketplace.auth.guards import buyer_only, optional_principal, seller_only
 from marketplace.auth.service import AuthenticatedPrincipal
 from marketplace.lib.deps import ArqDep, PrincipalDep, SettingsDep, StripeDep
-from marketplace.lib.problems import NotFound, TooManyRequests, Unavailable
+from marketplace.lib.problems import InvalidCursor, NotFound, TooManyRequests, Unavailable
 from marketplace.lib.ratelimit import Limit as RateLimit
 from marketplace.lib.ratelimit import client_address, enforce
 from marketplace.lib.schemas import Cursor
@@ -41,7 +41,6 @@ from marketplace.orders.schemas import (
     VerifyIn,
 )
 from marketplace.orders.service import (
-    InvalidCursor,
     OrderLineRow,
     OrderRow,
     lines_of,

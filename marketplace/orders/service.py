@@ -18,7 +18,6 @@ from connect.profiles import ChargeType
 from marketplace.auth.service import AuthenticatedPrincipal, HeldBy, OwnedBy, get_owned_or_404
 from marketplace.auth.tables import Role
 from marketplace.auth.tokens import hash_token, looks_like_order_token
-from marketplace.lib.problems import Problem
 from marketplace.lib.schemas import ROW_CURSOR
 from marketplace.orders.states import OrderStatus
 from marketplace.orders.tables import Order, OrderAccessToken, OrderLine
@@ -164,20 +163,12 @@ async def order_for_payer(
     return OrderRow.from_row(row)
 
 
-class InvalidCursor(Problem):
-    status = 400
-    slug = "invalid-cursor"
-    title = "Bad request"
-
-
 def encode_cursor(order: OrderRow) -> str:
     return ROW_CURSOR.encode(order.created_at, order.id)
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    if (position := ROW_CURSOR.decode(cursor)) is None:
-        raise InvalidCursor("The cursor is not one this API handed out.")
-    return position
+    return ROW_CURSOR.position(cursor)
 
 
 async def orders_page(

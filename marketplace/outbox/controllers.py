@@ -1,22 +1,32 @@
-"""HTTP: the admin routes to list outbox messages (dead ones, above all) and replay one; the outbox gauges."""
+"""HTTP: what operators see of the outbox (`OUTBOX_ADMIN`, mounted by the assembly), and its gauges.
+
+The routes themselves are the one operator surface of durable work
+(`marketplace.lib.durable.operator.admin_controller`): list by status and kind, show one, replay one
+(answered with the message, as this route always was) or every failed/dead one.
+"""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
+import asyncpg
 import msgspec
-from litestar import Controller, get, post
-from litestar.params import FromPath, FromQuery, QueryParameter
-from litestar.types import ControllerRouterHandler
+from arq.connections import ArqRedis
+from litestar.params import FromPath, QueryParameter
 
 from marketplace.auth.guards import admin_only
+from marketplace.lib.durable.operator import AdminSurface, RouteDoc
 from marketplace.lib.observability import METRICS
-from marketplace.lib.problems import Conflict, NotFound, Problem
-from marketplace.lib.schemas import ROW_CURSOR, Cursor
+from marketplace.lib.problems import Conflict, Problem
+from marketplace.lib.schemas import ROW_CURSOR, STRIPE_TOKEN
+from marketplace.lib.settings import Settings
 from marketplace.outbox import service
 from marketplace.outbox.tables import OutboxStatus
+
+log = logging.getLogger("marketplace.outbox")
 
 
 class OutboxMessageSummary(msgspec.Struct):
@@ -35,17 +45,34 @@ class OutboxMessageSummary(msgspec.Struct):
     delivered_at: datetime | None
 
 
+class OutboxMessageDetail(OutboxMessageSummary):
+    """A stored outbox message with the payload its sender is given."""
+
+    payload: dict[str, Any]
+
+
 class OutboxPage(msgspec.Struct):
     items: list[OutboxMessageSummary]
     next_cursor: str | None
 
 
-class InvalidCursor(Problem):
-    slug = "invalid-cursor"
-    title = "Invalid cursor"
+Kind = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=STRIPE_TOKEN)]
 
 
-def _summary(record: service.OutboxRecord) -> OutboxMessageSummary:
+class OutboxReplayFilter(msgspec.Struct, forbid_unknown_fields=True):
+    """Which outbox messages to send again: by status (and optionally kind), oldest first, at most `limit`."""
+
+    status: Literal["failed", "dead"]
+    kind: Kind | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+
+
+class OutboxReplayResult(msgspec.Struct):
+    replayed: list[uuid.UUID]  # pending again with a fresh attempt budget; the next delivery run sends them
+
+
+def _summary(row: asyncpg.Record) -> OutboxMessageSummary:
+    record = service.record_of(row)
     return OutboxMessageSummary(
         id=record.id,
         kind=record.kind,
@@ -61,68 +88,77 @@ def _summary(record: service.OutboxRecord) -> OutboxMessageSummary:
     )
 
 
-def _encode_cursor(record: service.OutboxRecord) -> str:
-    return ROW_CURSOR.encode(record.created_at, record.id)
+def _detail(row: asyncpg.Record) -> OutboxMessageDetail:
+    summary = _summary(row)
+    fields = {f: getattr(summary, f) for f in OutboxMessageSummary.__struct_fields__}
+    return OutboxMessageDetail(**fields, payload=service.payload_of(row))
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    if (position := ROW_CURSOR.decode(cursor)) is None:
-        raise InvalidCursor("The cursor is not one this API returned.")
-    return position
-
-
-class OutboxAdminController(Controller):
-    path = "/admin/outbox"
-    tags = ["admin"]
-    guards = [admin_only]
-    security = [{"BearerToken": []}]
-
-    @get(
-        "/",
-        operation_id="listOutboxMessages",
-        summary="Outbox messages, newest first, by status (e.g. the dead ones)",
-        description=(
-            "Stored outbox messages without their payloads, optionally only those in one `status`; pass "
-            "`next_cursor` as `cursor` for the next page. 400 `invalid-cursor` for a cursor this API did not "
-            "return."
-        ),
-        raises=[InvalidCursor],
-    )
-    async def list_messages(
-        self,
-        status: FromQuery[OutboxStatus | None] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
-        cursor: Cursor = None,
-    ) -> OutboxPage:
-        before = _decode_cursor(cursor) if cursor else None
-        records = await service.list_messages(status=status, limit=limit + 1, before=before)
-        page = records[:limit]
-        next_cursor = _encode_cursor(page[-1]) if len(records) > limit else None
-        return OutboxPage(items=[_summary(r) for r in page], next_cursor=next_cursor)
-
-    @post(
-        "/{message_id:uuid}/replay",
-        operation_id="replayOutboxMessage",
-        summary="Send a failed or dead outbox message again (fresh attempt budget, at the next delivery run)",
-        description=(
-            "Makes the message due again with a fresh attempt budget and answers it. 404 for an unknown "
-            "message; 409 when it is not failed or dead (e.g. being sent right now, or delivered)."
-        ),
-        status_code=200,
-        raises=[NotFound, Conflict],
-    )
-    async def replay_one(self, message_id: FromPath[uuid.UUID]) -> OutboxMessageSummary:
+async def _replay_result(replayed: list[asyncpg.Record], arq: ArqRedis) -> OutboxReplayResult:
+    if replayed:
         try:
-            record = await service.replay(message_id)
-        except service.MessageNotFound as exc:
-            raise NotFound(f"No outbox message {message_id}.") from exc
-        except service.NotReplayable as exc:
-            if exc.status is OutboxStatus.sending:
-                raise Conflict(f"Outbox message {message_id} is being sent right now; replay it if it fails.") from exc
-            raise Conflict(
-                f"Outbox message {message_id} is {exc.status.value}; only failed or dead messages are replayed."
-            ) from exc
-        return _summary(record)
+            await service.request_delivery(arq)  # sooner than the next cron tick, if Redis answers
+        except Exception as exc:
+            log.warning("could not ask for a delivery run (%s); the cron sends them", type(exc).__name__)
+    return OutboxReplayResult(replayed=[row["id"] for row in replayed])
+
+
+def _refusal(message_id: uuid.UUID, current: asyncpg.Record, settings: Settings) -> Problem:
+    status = OutboxStatus(current["status"])
+    if status is OutboxStatus.sending:
+        return Conflict(f"Outbox message {message_id} is being sent right now; replay it if it fails.")
+    return Conflict(f"Outbox message {message_id} is {status.value}; only failed or dead messages are replayed.")
+
+
+OUTBOX_ADMIN = AdminSurface(
+    queue=service.OUTBOX,
+    path="/admin/outbox",
+    key_path="{message_id:uuid}",
+    key_param="message_id",
+    key_type=FromPath[uuid.UUID],
+    cursor=ROW_CURSOR,
+    status_type=OutboxStatus,
+    filter_column="kind",
+    filter_type=Annotated[str | None, QueryParameter(name="kind", min_length=1, max_length=64, pattern=STRIPE_TOKEN)],
+    summary_type=OutboxMessageSummary,
+    summary=_summary,
+    page_type=OutboxPage,
+    detail_type=OutboxMessageDetail,
+    detail=_detail,
+    detail_columns=f"{service.OUTBOX.select_list}, payload",
+    bulk_filter_type=OutboxReplayFilter,
+    replay_answer_type=OutboxReplayResult,
+    replay_answer=_replay_result,
+    refusal=_refusal,
+    noun="outbox message",
+    guards=[admin_only],
+    replay_one_shows_row=True,
+    list_doc=RouteDoc(
+        "listOutboxMessages",
+        "Outbox messages, newest first, by status (e.g. the dead ones) and kind",
+        "Stored outbox messages without their payloads, optionally only those in one `status` and of one "
+        "`kind`; pass `next_cursor` as `cursor` for the next page. 400 `invalid-cursor` for a cursor this "
+        "API did not return.",
+    ),
+    show_doc=RouteDoc(
+        "getOutboxMessage",
+        "One outbox message with its payload",
+        "The message, its delivery state and the payload its sender is given. 404 for an unknown message.",
+    ),
+    replay_doc=RouteDoc(
+        "replayOutboxMessage",
+        "Send a failed or dead outbox message again (fresh attempt budget, at the next delivery run)",
+        "Makes the message due again with a fresh attempt budget and answers it. 404 for an unknown "
+        "message; 409 when it is not failed or dead (e.g. being sent right now, or delivered).",
+    ),
+    replay_all_doc=RouteDoc(
+        "replayOutboxMessages",
+        "Send again every failed or dead outbox message matching a filter (e.g. all dead ones)",
+        "Makes due again, oldest first, at most `limit` messages with this `status` (and `kind`), each "
+        "with a fresh attempt budget; `replayed` lists them. 202 even when none matched.",
+    ),
+)
+"""Outbox messages as operators see them (mounted by the assembly)."""
 
 
 METRICS.describe("outbox_messages_dead", "gauge", "Outbox messages parked as dead (need an operator: replay).")
@@ -134,9 +170,3 @@ async def collect_backlog() -> None:
     figures = await service.backlog()
     METRICS.set("outbox_messages_dead", figures.dead)
     METRICS.set("outbox_messages_failed", figures.failed)
-
-
-def route_handlers() -> list[ControllerRouterHandler]:
-    """The outbox admin routes (also registers the outbox gauges)."""
-    METRICS.add_collector(collect_backlog)
-    return [OutboxAdminController]

@@ -13,17 +13,20 @@ Status machine of a message (the row is the truth; every transition is a compare
        │                  └─raise, timeout or lease expired, attempts = max──▶ dead
        └─────────── replay (failed or dead; attempts reset)
 
-A delivery run (`deliver_due`, the worker's cron) first records expired leases as failed attempts (the
-run holding them died or hung mid-send), then repeatedly claims a batch with one autocommit
-`UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n) RETURNING`, which takes a lease (a
-random token and `lease_until`). The sends happen after that statement has committed: no transaction,
-no row lock and no connection is held while the notifier runs, and each send is cut by a timeout well
-inside the lease. The outcome is a second short statement that only counts while the token matches,
-so a run whose lease was taken over cannot overwrite the new owner. Outcomes are counted in Redis
-(`outbox_deliveries_total`, shown on the API's `/metrics`, since the worker serves no HTTP).
+The leases, retries and replays are the one durable-work mechanism's (`marketplace.lib.durable.queue`,
+declared here as `OUTBOX`). A delivery run (`deliver_due`, the worker's cron) first records expired
+leases as failed attempts (the run holding them died or hung mid-send), then repeatedly claims a batch
+(`FOR UPDATE SKIP LOCKED` inside one autocommit UPDATE, which takes a lease). The sends happen after
+that statement has committed: no transaction, no row lock and no connection is held while the
+notifier runs, and each send is cut by a timeout well inside the lease. The outcome is a second short
+statement that only counts while the lease token matches, so a run whose lease was taken over cannot
+overwrite the new owner. Outcomes are counted in Redis (`outbox_deliveries_total`, shown on the API's
+`/metrics`, since the worker serves no HTTP).
 
-Delivery goes through a `Notifier`; the default one writes a structured log line, which is what a
-development setup wants. A real provider (email, push) plugs in as another `Notifier`.
+**Kinds are declared.** Every kind of message is declared once, with the sender that delivers it
+(`declare_kind`), by the module that writes it, at import: `add_message`/`add_messages` refuse a kind
+nobody declared (`UndeclaredKind`, which fails the writer's transaction), and the worker's notifier is
+the router the declarations make (`build_router`). A new kind of after-commit work is one declaration.
 """
 
 from __future__ import annotations
@@ -31,20 +34,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
-import secrets
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import asyncpg
+import stripe
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
-from marketplace.lib.db import connection
+from marketplace.lib.durable import budget
+from marketplace.lib.durable import operator as operators
+from marketplace.lib.durable import queue as durable
+from marketplace.lib.durable.queue import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, KEEP, Queue
 from marketplace.lib.observability import METRICS, redact
 from marketplace.outbox.tables import OutboxMessage, OutboxStatus
 
@@ -58,13 +64,34 @@ METRICS.describe(
 DEFAULT_MAX_ATTEMPTS = 10
 DEFAULT_SEND_TIMEOUT_SECONDS = 10.0
 DEFAULT_LEASE_SECONDS = 60.0
-LEASE_MARGIN_SECONDS = 5.0  # a send is cut at least this long before its lease expires: time to record it
-BACKOFF_BASE_SECONDS = 30.0
-BACKOFF_CAP_SECONDS = 3600.0
-MAX_ERROR_CHARS = 4000
 LEASE_EXPIRED_ERROR = "lease expired: the delivery run died or hung while sending the message"
 
-_REPLAYABLE = (OutboxStatus.failed.value, OutboxStatus.dead.value)
+_RECORD_COLUMNS = (
+    "id",
+    "kind",
+    "dedupe_key",
+    "principal",
+    "status",
+    "attempts",
+    "last_error",
+    "created_at",
+    "next_attempt_at",
+    "lease_until",
+    "delivered_at",
+)
+OUTBOX = Queue(
+    table="outbox_messages",
+    key_type="uuid",
+    time_column="created_at",
+    done_column="delivered_at",
+    running=OutboxStatus.sending.value,
+    finished=(OutboxStatus.sent.value,),
+    replayable=(OutboxStatus.failed.value, OutboxStatus.dead.value),
+    columns=_RECORD_COLUMNS,
+    lease_expired_error=LEASE_EXPIRED_ERROR,
+    max_attempts=DEFAULT_MAX_ATTEMPTS,
+)
+"""The outbox as a queue of durable work (a delivery run may use another retry policy: `deliver_due`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,12 +175,6 @@ class _Claim:
     lease_token: str
 
 
-_RECORD_COLUMNS = (
-    "id, kind, dedupe_key, principal, status, attempts, last_error, created_at, next_attempt_at, lease_until, "
-    "delivered_at"
-)
-
-
 def _json(value: Any) -> dict[str, Any]:
     decoded = json.loads(value) if isinstance(value, str) else value
     if not isinstance(decoded, dict):
@@ -161,7 +182,13 @@ def _json(value: Any) -> dict[str, Any]:
     return decoded
 
 
-def _record(row: asyncpg.Record) -> OutboxRecord:
+def payload_of(row: asyncpg.Record) -> dict[str, Any]:
+    """A message row's payload, as its sender is given it."""
+    return _json(row["payload"])
+
+
+def record_of(row: asyncpg.Record) -> OutboxRecord:
+    """A message row (the queue's declared columns) as operators see it."""
     return OutboxRecord(
         id=row["id"],
         kind=row["kind"],
@@ -177,6 +204,88 @@ def _record(row: asyncpg.Record) -> OutboxRecord:
     )
 
 
+# ---- declared kinds ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendResources:
+    """What the worker lends the senders of declared kinds (built once per worker)."""
+
+    stripe: stripe.StripeClient
+
+
+SenderFactory = Callable[[SendResources], Notifier]
+"""Makes the `Notifier` that delivers a declared kind, from the worker's resources."""
+
+
+class UndeclaredKind(LookupError):
+    """A programming error: an outbox message of a kind no module declared (`declare_kind`).
+
+    Raised where the message is written, so the writer's transaction fails and nothing is stored;
+    a message that would be "sent" by nobody is never owed.
+    """
+
+
+_KINDS: dict[str, SenderFactory] = {}
+
+
+def declare_kind(kind: str, sender: SenderFactory) -> str:
+    """Declare an outbox kind and the sender that delivers it; returns `kind` (for the writer's constant).
+
+    Called at import by the module that writes the kind, so the declaration is there wherever a
+    message of it can be written. Declaring a kind again with another sender is refused.
+    """
+    declared = _KINDS.setdefault(kind, sender)
+    if declared is not sender:
+        raise ValueError(f"outbox kind {kind!r} is already declared with another sender ({declared!r})")
+    return kind
+
+
+def declared_kinds() -> frozenset[str]:
+    return frozenset(_KINDS)
+
+
+def _require_declared(kinds: Iterable[str]) -> None:
+    missing = sorted(set(kinds) - _KINDS.keys())
+    if missing:
+        raise UndeclaredKind(
+            f"outbox kind(s) {', '.join(map(repr, missing))} declared by no module: declare each with "
+            "marketplace.outbox.service.declare_kind(kind, sender) where it is written"
+        )
+
+
+class KindRouter:
+    """The worker's notifier: hands each message to the sender declared for its kind.
+
+    The outbox is the one after-commit mechanism: messages to people go to the notification writer,
+    and commands the platform owes a third party (e.g. `refund.create`, sent to Stripe) to theirs,
+    with the same leases, retries, dead state and replay. A kind declared by no module this worker
+    imported raises, so the message fails (and is retried, or ends dead): it is never dropped."""
+
+    def __init__(self, routes: dict[str, Notifier]) -> None:
+        self._routes = dict(routes)
+
+    async def send(self, message: OutboxDelivery) -> None:
+        sender = self._routes.get(message.kind)
+        if sender is None:
+            raise UndeclaredKind(f"no sender declared for outbox kind {message.kind!r} in this worker")
+        await sender.send(message)
+
+
+def build_router(resources: SendResources) -> KindRouter:
+    """The router of every declared kind: one sender per factory, built with `resources`."""
+    built: dict[SenderFactory, Notifier] = {}
+    routes: dict[str, Notifier] = {}
+    for kind, factory in _KINDS.items():
+        if factory not in built:
+            built[factory] = factory(resources)
+        routes[kind] = built[factory]
+    return KindRouter(routes)
+
+
+# ---- writing -----------------------------------------------------------------------------------------
+
+
 async def add_message(
     kind: str,
     dedupe_key: str,
@@ -186,7 +295,8 @@ async def add_message(
     conn: asyncpg.Connection | None = None,
 ) -> bool:
     """Record a message once per `dedupe_key`, in the caller's transaction (Piccolo's, or `conn`'s when
-    given); True if this call added it."""
+    given); True if this call added it. Raises `UndeclaredKind` for a kind no module declared."""
+    _require_declared([kind])
     now = datetime.now(UTC)
     if conn is not None:
         added = await conn.fetchval(
@@ -227,9 +337,11 @@ async def add_messages(
     conn: asyncpg.Connection, messages: list[tuple[str, str, dict[str, Any], uuid.UUID | None]]
 ) -> int:
     """`add_message` for several (kind, dedupe_key, payload, principal) in one statement, in `conn`'s
-    transaction; how many were added (a key already present adds nothing)."""
+    transaction; how many were added (a key already present adds nothing). Raises `UndeclaredKind` for
+    a kind no module declared (before anything is written)."""
     if not messages:
         return 0
+    _require_declared(kind for kind, _, _, _ in messages)
     added: int = await conn.fetchval(
         """
         WITH added AS (
@@ -250,42 +362,9 @@ async def add_messages(
     return added
 
 
-def backoff(attempts: int, base: float = BACKOFF_BASE_SECONDS, cap: float = BACKOFF_CAP_SECONDS) -> timedelta:
-    """Delay before the next attempt after `attempts` failed ones: base·2^(n-1), capped, ±20 % jitter."""
-    delay = min(cap, base * 2 ** min(max(0, attempts - 1), 32))  # 2^32 periods is past any cap; no overflow
-    return timedelta(seconds=delay * random.uniform(0.8, 1.2))
+# ---- delivering -------------------------------------------------------------------------------------
 
-
-async def release_expired(
-    *, max_attempts: int, backoff_base: float, backoff_cap: float, limit: int
-) -> list[OutboxRecord]:
-    """Record expired leases as failed attempts (`failed` with a backoff, or `dead` at `max_attempts`).
-
-    A lease expires only when its run died or hung past it (a send is cut before); retaking such a
-    message as if nothing happened would loop forever on one that kills its worker.
-    """
-    async with connection() as conn:
-        rows = await conn.fetch(
-            f"""
-            UPDATE outbox_messages
-               SET status = CASE WHEN attempts >= $1::int THEN 'dead' ELSE 'failed' END,
-                   last_error = $2, lease_token = NULL, lease_until = NULL,
-                   next_attempt_at = CASE WHEN attempts >= $1::int THEN NULL ELSE now() + make_interval(
-                       secs => least($4::float8, $3::float8 * power(2, least(greatest(attempts - 1, 0), 32)))
-                               * (0.8 + random() * 0.4)) END
-             WHERE id IN (SELECT id FROM outbox_messages
-                           WHERE status = 'sending' AND lease_until < now()
-                           ORDER BY lease_until LIMIT $5 FOR UPDATE SKIP LOCKED)
-               AND status = 'sending' AND lease_until < now()
-         RETURNING {_RECORD_COLUMNS}
-            """,  # noqa: S608  # a fixed column list; every value is a bind parameter
-            max_attempts,
-            LEASE_EXPIRED_ERROR,
-            backoff_base,
-            backoff_cap,
-            limit,
-        )
-    return [_record(row) for row in rows]
+_CLAIMED_COLUMNS = "id, kind, dedupe_key, principal, payload"
 
 
 async def claim_batch(limit: int, lease_seconds: float) -> list[_Claim]:
@@ -293,74 +372,25 @@ async def claim_batch(limit: int, lease_seconds: float) -> list[_Claim]:
 
     SKIP LOCKED: concurrent runs claim disjoint batches; the statement commits before anything is sent.
     """
-    token = secrets.token_hex(16)
-    async with connection() as conn:
-        rows = await conn.fetch(
-            """
-            UPDATE outbox_messages
-               SET status = 'sending', attempts = attempts + 1, lease_token = $1,
-                   lease_until = now() + make_interval(secs => $2::float8)
-             WHERE id IN (SELECT id FROM outbox_messages
-                           WHERE status IN ('pending', 'failed') AND (status = 'pending' OR next_attempt_at <= now())
-                           ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
-               AND status IN ('pending', 'failed')
-         RETURNING id, kind, dedupe_key, principal, payload, attempts
-            """,
-            token,
-            lease_seconds,
-            limit,
-        )
     return [
         _Claim(
             OutboxDelivery(
-                id=row["id"],
-                kind=row["kind"],
-                dedupe_key=row["dedupe_key"],
-                principal_id=row["principal"],
-                payload=_json(row["payload"]),
-                attempt=row["attempts"],
+                id=lease.row["id"],
+                kind=lease.row["kind"],
+                dedupe_key=lease.row["dedupe_key"],
+                principal_id=lease.row["principal"],
+                payload=_json(lease.row["payload"]),
+                attempt=lease.attempts,
             ),
-            token,
+            lease.token,
         )
-        for row in rows
+        for lease in await durable.claim_batch(OUTBOX, limit, lease_seconds, columns=_CLAIMED_COLUMNS)
     ]
 
 
 async def record_sent(message_id: uuid.UUID, lease_token: str) -> bool:
-    """Record a successful send if the lease is still ours."""
-    async with connection() as conn:
-        result: str = await conn.execute(
-            """
-            UPDATE outbox_messages
-               SET status = 'sent', delivered_at = now(), lease_token = NULL, lease_until = NULL, next_attempt_at = NULL
-             WHERE id = $1 AND lease_token = $2 AND status = 'sending'
-            """,
-            message_id,
-            lease_token,
-        )
-    return result.endswith(" 1")
-
-
-async def record_failure(
-    message_id: uuid.UUID, lease_token: str, error: str, *, attempts: int, max_attempts: int, retry_in: timedelta
-) -> OutboxStatus | None:
-    """Record a failed send: `failed` with a next attempt, or `dead` after `max_attempts`; None: lease lost."""
-    status = OutboxStatus.dead if attempts >= max_attempts else OutboxStatus.failed
-    async with connection() as conn:
-        result: str = await conn.execute(
-            """
-            UPDATE outbox_messages
-               SET status = $3::varchar, last_error = $4, lease_token = NULL, lease_until = NULL,
-                   next_attempt_at = CASE WHEN $3::varchar = 'failed' THEN now() + make_interval(secs => $5) END
-             WHERE id = $1 AND lease_token = $2 AND status = 'sending'
-            """,
-            message_id,
-            lease_token,
-            status.value,
-            error[:MAX_ERROR_CHARS],
-            retry_in.total_seconds(),
-        )
-    return status if result.endswith(" 1") else None
+    """Record a successful send if the lease is still ours (`last_error` keeps the earlier attempts')."""
+    return await durable.finish(OUTBOX, message_id, lease_token, OutboxStatus.sent.value, last_error=KEEP)
 
 
 def describe_error(exc: BaseException, send_timeout: float) -> str:
@@ -389,27 +419,23 @@ async def deliver_due(
     claimed after `max_run_seconds` or once `max_messages` were claimed (the next run goes on). Outcome
     counts go to the shared counters in `redis` (the worker's), if given.
     """
-    if send_timeout + LEASE_MARGIN_SECONDS > lease_seconds:
-        raise ValueError(
-            f"send_timeout ({send_timeout} s) must end at least {LEASE_MARGIN_SECONDS} s before the lease "
-            f"({lease_seconds} s): another run could take the message over while it is being sent"
-        )
+    if (problem := budget.lease_problem(send_timeout, lease_seconds)) is not None:
+        raise ValueError(f"send_timeout: {problem}")
     if max_attempts < 1 or batch_size < 1:
         raise ValueError("max_attempts and batch_size must be at least 1")
+    queue = OUTBOX.with_retry(max_attempts=max_attempts, backoff_base=backoff_base, backoff_cap=backoff_cap)
     outcomes: Counter[tuple[str, str]] = Counter()  # (kind, outcome) → count
     claimed = released = 0
     try:
-        for record in await release_expired(
-            max_attempts=max_attempts, backoff_base=backoff_base, backoff_cap=backoff_cap, limit=max_messages
-        ):
+        for expired in await durable.release_expired(queue, limit=max_messages, columns="kind"):
             released += 1
-            outcomes[(record.kind, record.status.value)] += 1
+            outcomes[(expired.row["kind"], expired.failure.status)] += 1
             log.warning(
                 "outbox message %s (%s) lease expired on attempt %d: now %s",
-                record.id,
-                record.kind,
-                record.attempts,
-                record.status.value,
+                expired.row["key_"],
+                expired.row["kind"],
+                expired.attempts,
+                expired.failure.status,
             )
         deadline = time.monotonic() + max_run_seconds
         while claimed < max_messages and time.monotonic() < deadline:
@@ -418,10 +444,7 @@ async def deliver_due(
                 break
             claimed += len(batch)
             results = await asyncio.gather(
-                *(
-                    _deliver_one(notifier, claim, send_timeout, max_attempts, backoff_base, backoff_cap)
-                    for claim in batch
-                ),
+                *(_deliver_one(queue, notifier, claim, send_timeout) for claim in batch),
                 return_exceptions=True,
             )
             errors: list[BaseException] = []
@@ -454,9 +477,7 @@ async def deliver_due(
     )
 
 
-async def _deliver_one(
-    notifier: Notifier, claim: _Claim, send_timeout: float, max_attempts: int, backoff_base: float, backoff_cap: float
-) -> str:
+async def _deliver_one(queue: Queue, notifier: Notifier, claim: _Claim, send_timeout: float) -> str:
     """Send one claimed message (nothing held meanwhile) and record the outcome; returns it."""
     message = claim.delivery
     try:
@@ -464,18 +485,11 @@ async def _deliver_one(
             await notifier.send(message)
     except Exception as exc:
         error = describe_error(exc, send_timeout)
-        status = await record_failure(
-            message.id,
-            claim.lease_token,
-            error,
-            attempts=message.attempt,
-            max_attempts=max_attempts,
-            retry_in=backoff(message.attempt, base=backoff_base, cap=backoff_cap),
-        )
-        if status is None:
+        failure = await durable.fail(queue, message.id, claim.lease_token, error, attempts=message.attempt)
+        if failure is None:
             log.warning("outbox message %s failed (%s) after its lease was taken over", message.id, error)
             return "lost_lease"
-        if status is OutboxStatus.dead:
+        if failure.dead:
             log.error(
                 "outbox message %s (%s) is dead after %d attempts: %s", message.id, message.kind, message.attempt, error
             )
@@ -483,7 +497,7 @@ async def _deliver_one(
             log.warning(
                 "outbox message %s (%s) attempt %d failed: %s", message.id, message.kind, message.attempt, error
             )
-        return status.value
+        return failure.status
     if not await record_sent(message.id, claim.lease_token):
         # Sent, but another run now holds the message: it will be sent again (receivers de-duplicate).
         log.warning("outbox message %s was sent after its lease was taken over", message.id)
@@ -491,34 +505,20 @@ async def _deliver_one(
     return "sent"
 
 
+# ---- operators -------------------------------------------------------------------------------------
+
+
 async def list_messages(
     *, status: OutboxStatus | None, limit: int, before: tuple[datetime, uuid.UUID] | None = None
 ) -> list[OutboxRecord]:
     """Messages newest first, optionally of one status; `before` is the (created_at, id) keyset cursor."""
-    conditions: list[str] = []
-    args: list[Any] = []
-    if status is not None:
-        args.append(status.value)
-        conditions.append(f"status = ${len(args)}")
-    if before is not None:
-        args.extend(before)
-        conditions.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
-    args.append(limit)
-    where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
-    async with connection() as conn:
-        # Only fixed fragments and $n placeholders are interpolated; every value is a bind parameter.
-        rows = await conn.fetch(
-            f"SELECT {_RECORD_COLUMNS} FROM outbox_messages {where} "  # noqa: S608
-            f"ORDER BY created_at DESC, id DESC LIMIT ${len(args)}",
-            *args,
-        )
-    return [_record(row) for row in rows]
+    rows = await durable.page(OUTBOX, status=status.value if status else None, limit=limit, before=before)
+    return [record_of(row) for row in rows]
 
 
 async def get_message(message_id: uuid.UUID) -> OutboxRecord | None:
-    async with connection() as conn:
-        row = await conn.fetchrow(f"SELECT {_RECORD_COLUMNS} FROM outbox_messages WHERE id = $1", message_id)  # noqa: S608
-    return _record(row) if row is not None else None
+    row = await durable.get(OUTBOX, message_id)
+    return record_of(row) if row is not None else None
 
 
 async def replay(message_id: uuid.UUID) -> OutboxRecord:
@@ -526,25 +526,12 @@ async def replay(message_id: uuid.UUID) -> OutboxRecord:
 
     Raises `MessageNotFound`, or `NotReplayable` for a message that is pending, being sent, or sent.
     """
-    async with connection() as conn:
-        row = await conn.fetchrow(
-            f"""
-            UPDATE outbox_messages
-               SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_token = NULL, lease_until = NULL
-             WHERE id = $1 AND status = ANY($2::varchar[])
-         RETURNING {_RECORD_COLUMNS}
-            """,  # noqa: S608  # a fixed column list; every value is a bind parameter
-            message_id,
-            list(_REPLAYABLE),
-        )
-        current: str | None = None
-        if row is None:
-            current = await conn.fetchval("SELECT status FROM outbox_messages WHERE id = $1", message_id)
-    if row is not None:
-        return _record(row)
-    if current is None:
-        raise MessageNotFound(f"no outbox message {message_id}")
-    raise NotReplayable(message_id, OutboxStatus(current))
+    try:
+        return record_of(await operators.replay_one(OUTBOX, message_id))
+    except operators.ReplayRefused as refused:
+        if refused.current is None:
+            raise MessageNotFound(f"no outbox message {message_id}") from None
+        raise NotReplayable(message_id, OutboxStatus(refused.current["status"])) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,28 +541,9 @@ class Backlog:
 
 
 async def backlog() -> Backlog:
-    """Figures for the metrics gauges (the status index answers both counts)."""
-    async with connection() as conn:
-        rows = await conn.fetch(
-            "SELECT status, count(*) AS n FROM outbox_messages WHERE status IN ('failed', 'dead') GROUP BY status"
-        )
-    counts = {row["status"]: int(row["n"]) for row in rows}
-    return Backlog(failed=counts.get("failed", 0), dead=counts.get("dead", 0))
-
-
-class KindRouter:
-    """A notifier that hands each message to the notifier registered for its kind, else to `default`.
-
-    The outbox is the one after-commit mechanism: messages to people go to the default notifier, and
-    commands the platform owes a third party (e.g. `refund.create`, sent to Stripe) to theirs, with the
-    same leases, retries, dead state and replay."""
-
-    def __init__(self, default: Notifier, routes: dict[str, Notifier] | None = None) -> None:
-        self._default = default
-        self._routes = dict(routes or {})
-
-    async def send(self, message: OutboxDelivery) -> None:
-        await self._routes.get(message.kind, self._default).send(message)
+    """Figures for the metrics gauges."""
+    figures = await durable.backlog(OUTBOX)
+    return Backlog(failed=figures.failed, dead=figures.dead)
 
 
 DELIVER_JOB = "deliver_outbox"  # the worker's job (and cron) that runs `deliver_due`

@@ -31,12 +31,11 @@ from connect.refunds import CreatedRefund, RefundRequest, RefundState, create_re
 from marketplace.lib.db import connection
 from marketplace.lib.observability import METRICS, count_shared
 from marketplace.lib.stripe_errors import is_transient, stripe_code
-from marketplace.outbox.service import OutboxDelivery, add_message
+from marketplace.outbox.service import Notifier, OutboxDelivery, SendResources, add_message, declare_kind
 from marketplace.refunds.tables import RefundReason, RefundStatus
 
 log = logging.getLogger("marketplace.refunds")
 
-REFUND_CREATE = "refund.create"  # the outbox kind RefundSender takes
 REFUNDS = "refunds_total"
 METRICS.describe(
     REFUNDS,
@@ -300,3 +299,11 @@ class RefundSender:
 
     async def send(self, message: OutboxDelivery) -> None:
         await issue_refund(self._client, uuid.UUID(str(message.payload["refund_id"])))
+
+
+def refund_sender(resources: SendResources) -> Notifier:
+    """The sender of `refund.create` messages: makes each refund with the worker's Stripe client."""
+    return RefundSender(resources.stripe)
+
+
+REFUND_CREATE = declare_kind("refund.create", refund_sender)  # the outbox kind RefundSender takes

@@ -25,11 +25,16 @@ from connect import accounts as stripe_accounts
 from connect import calls
 from marketplace.lib.db import DB
 from marketplace.lib.stripe_errors import stripe_code
-from marketplace.outbox.service import add_message
+from marketplace.notifications.service import notification_writer
+from marketplace.outbox.service import add_message, declare_kind
 from marketplace.sellers.accounts import AccountRow, account_for_seller, snapshot_values
 from marketplace.sellers.tables import ConnectedAccount
 
 log = logging.getLogger("marketplace.onboarding")
+
+# The outbox kinds an account sync writes (messages to the seller), declared with their sender.
+ACCOUNT_STATUS_CHANGED = declare_kind("seller.account_status_changed", notification_writer)
+ACCOUNT_REQUIREMENTS_CHANGED = declare_kind("seller.account_requirements_changed", notification_writer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +216,7 @@ async def _announce(
     row: AccountRow, principal: uuid.UUID, status: str, version: int, requirements: dict[str, Any] | None
 ) -> None:
     await add_message(
-        kind="seller.account_status_changed",
+        kind=ACCOUNT_STATUS_CHANGED,
         dedupe_key=f"account-status:{row.stripe_account_id}:{version}",
         principal_id=principal,
         payload={
@@ -251,7 +256,7 @@ async def _announce_requirements(
     due, deadline = _due(requirements)
     digest = hashlib.sha256(json.dumps([due, deadline]).encode()).hexdigest()[:16]
     await add_message(
-        kind="seller.account_requirements_changed",
+        kind=ACCOUNT_REQUIREMENTS_CHANGED,
         # Once per requirement set and deadline within one status episode (status_version).
         dedupe_key=f"account-requirements:{row.stripe_account_id}:{row.status_version}:{digest}",
         principal_id=principal,

@@ -7,26 +7,10 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn, cast
+from typing import cast
 
 from marketplace.lib.settings import Settings, SettingsError
-
-Command = Callable[[argparse.Namespace], int]
-
-
-class CommandError(Exception):
-    """A failure a command reports as one line on stderr, with exit status `code`."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with its usage errors on one line (the usage itself is one `--help` away)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+from marketplace.server.cli_support import Command, CommandError, Parser, bounded, with_database
 
 
 def _settings_or_exit() -> Settings:
@@ -132,11 +116,9 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_admin_create_token(args: argparse.Namespace) -> int:
-    settings = _settings_or_exit()
+async def _admin_create_token(settings: Settings, args: argparse.Namespace) -> int:
     from marketplace.auth.service import create_principal
     from marketplace.auth.tables import Role
-    from marketplace.lib.db import start_database, stop_database
     from marketplace.lib.text import InvalidEmail, normalize_email
 
     try:
@@ -144,16 +126,7 @@ def cmd_admin_create_token(args: argparse.Namespace) -> int:
     except InvalidEmail as exc:
         print(f"--email: not a valid email address: {exc}", file=sys.stderr)
         return 2
-
-    async def create() -> str:
-        await start_database(settings.database_url.reveal(), max_size=1)
-        try:
-            _, token = await create_principal(Role.admin, args.name, email)
-            return token
-        finally:
-            await stop_database()
-
-    token = asyncio.run(create())
+    _, token = await create_principal(Role.admin, args.name, email)
     print(token)
     print("Store this admin token now; it is not shown again.", file=sys.stderr)
     return 0
@@ -181,22 +154,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return serve_sandbox(args.sandbox_args)
 
 
-def _bounded(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: an integer from `low` to `high`, or a one-line usage error."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
-        return value
-
-    return parse
-
-
-_port = _bounded(1, 65535)
+_port = bounded(1, 65535)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the API (uvicorn)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=_port, default=8000, help="TCP port to listen on (default 8000)")
-    p.add_argument("--workers", type=_bounded(1, 64), default=1, help="API processes uvicorn starts (default 1)")
+    p.add_argument("--workers", type=bounded(1, 64), default=1, help="API processes uvicorn starts (default 1)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("worker", help="run one arq worker")
@@ -254,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = admin.add_parser("create-token", help="create a platform admin and print its token once")
     p.add_argument("--name", default="platform admin", help="the admin's display name (default: platform admin)")
     p.add_argument("--email", default=None, help="the admin's email address (optional)")
-    p.set_defaults(func=cmd_admin_create_token)
+    p.set_defaults(func=with_database(_admin_create_token))
 
     for add_commands in _package_commands():
         # Their parsers are `Parser`s too (argparse makes sub-parsers of the parent's class).
@@ -263,10 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _package_commands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    from marketplace.server.events_cli import add_commands as event_commands
     from marketplace.server.outbox_cli import add_commands as outbox_commands
-    from webhooks.cli import add_commands as webhook_commands
 
-    return [webhook_commands, outbox_commands]
+    return [event_commands, outbox_commands]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from litestar.types import ControllerRouterHandler
 
 import marketplace.orders.controllers
-import marketplace.outbox.controllers
 import webhooks.routes
 from marketplace.buyers.controllers import BuyerController
 from marketplace.lib import health
+from marketplace.lib.durable.operator import admin_controller
+from marketplace.lib.observability import METRICS
 from marketplace.listings.controllers import ListingController, SellerListingController
 from marketplace.notifications.controllers import NotificationController
+from marketplace.outbox.controllers import OUTBOX_ADMIN
+from marketplace.outbox.controllers import collect_backlog as outbox_backlog
 from marketplace.sellers.controllers import (
     AdminSellerController,
     OnboardingRedirectController,
@@ -20,6 +23,7 @@ from marketplace.sellers.controllers import (
 
 
 def route_handlers() -> list[ControllerRouterHandler]:
+    METRICS.add_collector(outbox_backlog)
     handlers: list[ControllerRouterHandler] = [
         health.live,
         health.ready,
@@ -34,6 +38,8 @@ def route_handlers() -> list[ControllerRouterHandler]:
         *marketplace.orders.controllers.route_handlers(),
         NotificationController,
         *webhooks.routes.route_handlers(),
-        *marketplace.outbox.controllers.route_handlers(),
+        # Operators' view of durable work: one surface, mounted for each queue.
+        admin_controller(webhooks.routes.EVENT_ADMIN, "EventAdminController"),
+        admin_controller(OUTBOX_ADMIN, "OutboxAdminController"),
     ]
     return handlers

@@ -11,21 +11,25 @@ from arq import cron, func
 from arq.connections import ArqRedis
 from arq.worker import Worker
 
+# The modules that write outbox messages declare their kinds (with a sender) when imported; the
+# worker's router is built from those declarations, so it imports every writer.
+import marketplace.orders.confirm
+import marketplace.refunds.service
+import marketplace.sellers.sync  # noqa: F401
 from connect.client import build_stripe_client, close_stripe_client
 from marketplace.lib.db import start_database, stop_database
+from marketplace.lib.durable import budget
 from marketplace.lib.observability import configure_logging, share_counts_through, stop_sharing_counts
 from marketplace.lib.queue import redis_settings_from_url
 from marketplace.lib.settings import Settings, get_settings
-from marketplace.notifications.service import NotificationWriter
 from marketplace.outbox.service import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_SEND_TIMEOUT_SECONDS,
     DELIVER_JOB,
-    LEASE_MARGIN_SECONDS,
-    KindRouter,
+    SendResources,
+    build_router,
     deliver_due,
 )
-from marketplace.refunds.service import REFUND_CREATE, RefundSender
 
 log = logging.getLogger("marketplace.server.worker")
 
@@ -41,7 +45,7 @@ async def deliver_outbox(ctx: dict[str, Any]) -> int:
         ctx["notifier"],
         redis=ctx.get("redis"),
         send_timeout=send_timeout,
-        lease_seconds=max(DEFAULT_LEASE_SECONDS, send_timeout + 2 * LEASE_MARGIN_SECONDS),
+        lease_seconds=budget.lease_for(send_timeout, at_least=DEFAULT_LEASE_SECONDS),
     )
     return report.sent
 
@@ -66,8 +70,9 @@ def build_worker(settings: Settings | None = None, *, redis_pool: ArqRedis | Non
             max_network_retries=settings.stripe_max_network_retries,
             timeout_seconds=settings.stripe_timeout_seconds,
         )
-        # People's messages become notifications (and a log line); a refund.create message makes the refund.
-        ctx["notifier"] = KindRouter(NotificationWriter(), {REFUND_CREATE: RefundSender(ctx["stripe"])})
+        # Each declared kind goes to its sender: people's messages become notifications (and a log line),
+        # a refund.create message makes the refund.
+        ctx["notifier"] = build_router(SendResources(stripe=ctx["stripe"]))
         # Unhandled events this worker's handlers take (parked by an older deploy's workers): once now,
         # before taking jobs, then on a timer of this worker's own.
         try:

@@ -69,10 +69,8 @@ from hypothesis.stateful import (
 
 from connect.checkout import retrieve_session
 from marketplace.lib.db import connection
-from marketplace.notifications.service import NotificationWriter
 from marketplace.orders.confirm import confirm_order, follow_session, is_paid
-from marketplace.outbox.service import KindRouter, deliver_due
-from marketplace.refunds.service import REFUND_CREATE, RefundSender
+from marketplace.outbox.service import KindRouter, SendResources, build_router, deliver_due
 from tests.e2e.conftest import Stack
 from tests.e2e.test_checkout import active_seller, checkout, listing
 from webhooks.handlers.checkout import checkout_session_changed
@@ -159,7 +157,7 @@ async def build_world(stack: Stack, loop: asyncio.AbstractEventLoop, exits: cont
         sellers[charge_type] = Seller(profile, charge_type, auth, account_id, code)
     promo_api = await exits.enter_async_context(stack.api_with(checkout_allow_promotion_codes=True))
     browser = await exits.enter_async_context(httpx.AsyncClient(timeout=30))
-    router = KindRouter(NotificationWriter(), {REFUND_CREATE: RefundSender(stack.stripe)})
+    router = build_router(SendResources(stripe=stack.stripe))
     return World(stack, loop, sellers, promo_api, browser, router)
 
 

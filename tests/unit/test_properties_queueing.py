@@ -12,7 +12,8 @@ from arq.constants import job_key_prefix
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from webhooks.queueing import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, backoff, job_id_for
+from marketplace.lib.durable.queue import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, backoff
+from webhooks.queueing import job_id_for
 
 PROPERTY = settings(max_examples=200, deadline=None, database=None)
 
@@ -107,7 +108,7 @@ class FixedDraw(random.Random):
 
 
 def jitter_drawn_at(at: float) -> AbstractContextManager[object]:
-    return mock.patch("webhooks.queueing.random", FixedDraw(at))
+    return mock.patch("marketplace.lib.durable.queue.random", FixedDraw(at))
 
 
 def nominal(attempts: int, base: float, cap: float) -> float:

@@ -99,3 +99,27 @@ async def test_retention_prunes_old_processed_events_only(wh_client: Any) -> Non
     assert await stored(old_done["id"]) is None
     assert await stored(old_dead["id"]) is not None
     assert await stored(recent_done["id"]) is not None
+
+
+async def test_the_cli_says_when_no_event_is_listed(wh_settings: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "APP_ENV": "test",
+        "DATABASE_URL": wh_settings.database_url.reveal(),
+        "REDIS_URL": wh_settings.redis_url.reveal(),
+        "STRIPE_SECRET_KEY": "sk_test_cli_list",
+        "LOG_LEVEL": "WARNING",
+    }
+    listed = subprocess.run(
+        [sys.executable, "-m", "marketplace.server.cli", "events", "list", "--status", "dead", "--type", "test.none"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (listed.returncode, listed.stdout) == (0, "")
+    assert listed.stderr.strip() == "no dead events of type test.none"

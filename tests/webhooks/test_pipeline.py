@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
+from marketplace.lib.durable.queue import backoff
 from marketplace.lib.queue import arq_pool
 from tests.support.metrics import metric_value
 from tests.webhooks.conftest import WorkerProcesses, count_events, make_event, post_event, stored
 from webhooks import store
-from webhooks.queueing import backoff, enqueue_event, enqueuer_for
+from webhooks.queueing import enqueue_event, enqueuer_for
 from webhooks.registry import handles, unregister
 from webhooks.worker import process_event, queue_due
 

@@ -1,26 +1,18 @@
-"""`marketplace events list|replay` and `marketplace stripe register-webhooks`."""
+"""`marketplace events list|replay` and `marketplace stripe register-webhooks`, over the webhooks package.
+
+Listing and replaying go through the one operator surface of durable work
+(`marketplace.lib.durable.operator`), exactly as `GET /admin/events` and its replay routes do.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from typing import Any
 from urllib.parse import urlsplit
 
 from marketplace.lib.settings import Settings
+from marketplace.server.cli_support import CommandError, bounded, with_database
 from webhooks.tables import EventStatus
-
-
-def _limit(text: str) -> int:
-    """`--limit`: a whole number from 1 to 10000, checked before anything connects."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= value <= 10_000:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 10000, got {value}")
-    return value
 
 
 def _base_url(text: str) -> str:
@@ -36,70 +28,71 @@ def _base_url(text: str) -> str:
 
 
 async def _replay(settings: Settings, args: argparse.Namespace) -> int:
-    from marketplace.lib.db import start_database, stop_database
+    from marketplace.lib.durable import operator
     from marketplace.lib.queue import arq_pool
     from webhooks import store
-    from webhooks.queueing import enqueue_event
+    from webhooks.routes import queue_replayed
 
-    await start_database(settings.database_url.reveal(), max_size=2)
+    scope = store.replay_scope(settings.livemode)
+    if args.event_id:
+        try:
+            replayed = [await operator.replay_one(store.EVENTS, args.event_id, where=scope)]
+        except operator.ReplayRefused as refused:
+            if refused.current is None:
+                raise CommandError(f"no stored event {args.event_id}") from None
+            if refused.current["livemode"] != settings.livemode:
+                raise CommandError(f"{args.event_id} is of the other livemode than the key: never processed") from None
+            raise CommandError(f"{args.event_id} is being processed now") from None
+    else:
+        status = EventStatus.failed if args.failed else EventStatus.unhandled if args.unhandled else EventStatus.dead
+        replayed = await operator.replay_all(
+            store.EVENTS,
+            statuses=[status.value],
+            where=store.replay_scope(settings.livemode, args.type),
+            limit=args.limit,
+        )
     pool = arq_pool(settings.redis_url.reveal())
     try:
-        if args.event_id:
-            replayed = await store.replay(ids=[args.event_id], limit=1, livemode=settings.livemode)
-            if not replayed:
-                reasons = {
-                    "missing": f"no stored event {args.event_id}",
-                    "other_livemode": f"{args.event_id} is of the other livemode than the key: never processed",
-                    "processing": f"{args.event_id} is being processed now",
-                }
-                print(reasons[await store.why_not_replayed(args.event_id, settings.livemode)], file=sys.stderr)
-                return 1
-        else:
-            statuses = ["failed"] if args.failed else ["unhandled"] if args.unhandled else ["dead"]
-            replayed = await store.replay(
-                statuses=statuses, type_=args.type, limit=args.limit, livemode=settings.livemode
-            )
-        queued = 0
-        for item in replayed:
-            try:
-                queued += await enqueue_event(pool, item.id, attempts=item.attempts)
-            except Exception as exc:
-                print(f"Redis unavailable ({type(exc).__name__}); the sweeper will queue the rest", file=sys.stderr)
-                break
-        for item in replayed:
-            print(item.id)
-        print(f"replayed {len(replayed)} event(s), queued {queued} now", file=sys.stderr)
-        return 0
+        queued = await queue_replayed(pool, replayed)
     finally:
         await pool.aclose()
-        await stop_database()
+    if queued < len(replayed):
+        print("Redis unavailable; the sweeper will queue the rest", file=sys.stderr)
+    for row in replayed:
+        print(row["id"])
+    print(f"replayed {len(replayed)} event(s), queued {queued} now", file=sys.stderr)
+    return 0
 
 
 async def _list(settings: Settings, args: argparse.Namespace) -> int:
-    from marketplace.lib.db import start_database, stop_database
+    from marketplace.lib.durable import operator
+    from marketplace.lib.schemas import EVENT_CURSOR
     from webhooks import store
 
-    await start_database(settings.database_url.reveal(), max_size=1)
-    try:
-        rows = await store.list_events(status=args.status, type_=args.type, limit=args.limit)
-    finally:
-        await stop_database()
+    where = {"type": args.type} if args.type else {}
+    rows, _ = await operator.list_page(store.EVENTS, EVENT_CURSOR, status=args.status, where=where, limit=args.limit)
     for row in rows:
         error = f"  {row['last_error'][:80]}" if row["last_error"] else ""
         print(
             f"{row['received_at']:%Y-%m-%dT%H:%M:%SZ}  {row['id']}  {row['type']:<40} {row['status']:<10} "
             f"attempts={row['attempts']}  {row['account'] or '-'}{error}"
         )
+    if not rows:
+        print(f"no {_described(args.status, args.type, 'events')}", file=sys.stderr)
     return 0
+
+
+def _described(status: str | None, type_: str | None, noun: str) -> str:
+    """`dead events of type T`: what a listing that found nothing was looking for."""
+    words = f"{status} {noun}" if status else noun
+    return f"{words} of type {type_}" if type_ else words
 
 
 async def _register(settings: Settings, args: argparse.Namespace) -> int:
     from connect.client import build_stripe_client, close_stripe_client
-    from marketplace.lib.db import start_database, stop_database
     from webhooks.registration import ensure_endpoints
 
     # Registration rows are written before each create (idempotency keys derive from them).
-    await start_database(settings.database_url.reveal(), max_size=1)
     client = build_stripe_client(
         settings.stripe_secret_key.reveal(),
         api_base=settings.stripe_api_base,
@@ -109,7 +102,6 @@ async def _register(settings: Settings, args: argparse.Namespace) -> int:
         results = await ensure_endpoints(client, args.base_url)
     finally:
         await close_stripe_client(client)
-        await stop_database()
     variables = {"platform": "STRIPE_WEBHOOK_SECRET_PLATFORM", "connect": "STRIPE_WEBHOOK_SECRET_CONNECT"}
     for result in results:
         head = f"{result.endpoint}: {result.url} ({result.endpoint_id})"
@@ -126,26 +118,12 @@ async def _register(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(coro_fn: Any) -> Any:
-    """A command: the CLI's settings (`marketplace.devtools.devstack.cli_settings`), then the coroutine.
-
-    Failures (bad settings, a service down, a refusal) reach `marketplace.server.cli.main`, which prints one line.
-    """
-
-    def command(args: argparse.Namespace) -> int:
-        from marketplace.devtools.devstack import cli_settings
-
-        result: int = asyncio.run(coro_fn(cli_settings(), args))
-        return result
-
-    return command
-
-
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `events` and `stripe` command groups to the `marketplace` CLI."""
     events = subparsers.add_parser("events", help="stored Stripe events").add_subparsers(
         dest="events_command", required=True
     )
+    limit = bounded(1, 10_000)
     p = events.add_parser("replay", help="process stored events again: one id, --failed or --dead")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("event_id", nargs="?", help="an event id (evt_…)")
@@ -157,8 +135,8 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="every event no worker had a handler for (workers with the handler re-offer them anyway)",
     )
     p.add_argument("--type", default=None, help="only events of this type (with --failed/--dead)")
-    p.add_argument("--limit", type=_limit, default=1000, help="at most this many, 1 to 10000 (default 1000)")
-    p.set_defaults(func=_run(_replay))
+    p.add_argument("--limit", type=limit, default=1000, help="at most this many, 1 to 10000 (default 1000)")
+    p.set_defaults(func=with_database(_replay))
 
     p = events.add_parser("list", help="list stored events, newest first")
     p.add_argument(
@@ -168,8 +146,8 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="only events in this state (unhandled: no worker that took it had its handler)",
     )
     p.add_argument("--type", default=None, help="only events of this type, e.g. account.updated")
-    p.add_argument("--limit", type=_limit, default=50, help="at most this many, 1 to 10000 (default 50)")
-    p.set_defaults(func=_run(_list))
+    p.add_argument("--limit", type=limit, default=50, help="at most this many, 1 to 10000 (default 50)")
+    p.set_defaults(func=with_database(_list))
 
     stripe_group = subparsers.add_parser("stripe", help="Stripe account setup").add_subparsers(
         dest="stripe_command", required=True
@@ -180,4 +158,4 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument(
         "--base-url", required=True, type=_base_url, help="public base URL of the API, e.g. https://api.example.com"
     )
-    p.set_defaults(func=_run(_register))
+    p.set_defaults(func=with_database(_register))
