@@ -9,12 +9,13 @@ from typing import Any
 from litestar import Controller, get, post
 from litestar.params import JSONBody
 
+from marketplace.auth.deps import PrincipalDep
 from marketplace.auth.guards import buyer_only
 from marketplace.auth.service import create_principal
 from marketplace.auth.tables import Role
 from marketplace.buyers.schemas import BuyerOut, BuyerSignup, BuyerSignupResult
 from marketplace.buyers.tables import Buyer
-from marketplace.lib.deps import DatabaseDep, PrincipalDep
+from marketplace.lib.deps import DatabaseDep
 from marketplace.lib.problems import NotFound
 
 

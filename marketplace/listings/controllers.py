@@ -9,8 +9,8 @@ import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from marketplace.auth.deps import PrincipalDep
 from marketplace.auth.guards import seller_only
-from marketplace.lib.deps import PrincipalDep
 from marketplace.lib.problems import InvalidCursor, NotFound
 from marketplace.lib.schemas import ROW_CURSOR, CurrencyCode, Cursor
 from marketplace.listings import service

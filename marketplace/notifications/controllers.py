@@ -10,9 +10,9 @@ import msgspec
 from litestar import Controller, get
 from litestar.params import QueryParameter
 
+from marketplace.auth.deps import PrincipalDep
 from marketplace.auth.guards import require_role
 from marketplace.auth.tables import Role
-from marketplace.lib.deps import PrincipalDep
 from marketplace.lib.problems import InvalidCursor
 from marketplace.lib.schemas import Cursor
 from marketplace.notifications.service import notifications_page

@@ -10,9 +10,10 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
+from marketplace.auth.deps import PrincipalDep
 from marketplace.auth.guards import buyer_only, optional_principal, seller_only
 from marketplace.auth.service import AuthenticatedPrincipal
-from marketplace.lib.deps import ArqDep, PrincipalDep, SettingsDep, StripeDep
+from marketplace.lib.deps import ArqDep, SettingsDep, StripeDep
 from marketplace.lib.problems import InvalidCursor, NotFound, TooManyRequests, Unavailable
 from marketplace.lib.ratelimit import Limit as RateLimit
 from marketplace.lib.ratelimit import client_address, enforce

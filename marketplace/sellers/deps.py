@@ -6,7 +6,7 @@ from typing import TypeAlias
 
 from litestar.di import NamedDependency, Provide
 
-from marketplace.lib.deps import PrincipalDep
+from marketplace.auth.deps import PrincipalDep
 from marketplace.sellers.accounts import SellerRow, seller_for_principal
 
 
