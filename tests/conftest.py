@@ -178,6 +178,10 @@ async def serve(app: Litestar, port: int) -> tuple[uvicorn.Server, asyncio.Task[
         log_config=None,  # keep the app's logging (uvicorn's default config would replace its handler)
         lifespan="on",
         timeout_graceful_shutdown=5,
+        # Longer than any client's idle keep-alive (httpx: 5 s, as uvicorn's default): the client drops an
+        # idle connection first. With equal timeouts, a session-long client could send on a connection the
+        # server was closing at that moment (a ReadError on a busy machine, between two tests).
+        timeout_keep_alive=120,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

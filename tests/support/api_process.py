@@ -35,7 +35,10 @@ async def api_process(env: Mapping[str, str], port: int, timeout: float = 30) ->
             stderr=stderr,
         )
         try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=timeout) as http:
+            # An idle connection is dropped by this client (1 s) before the server's keep-alive (5 s) ends it,
+            # so a request is never sent on a connection the server is closing.
+            limits = httpx.Limits(keepalive_expiry=1)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=timeout, limits=limits) as http:
                 served = ApiProcess(http=http, proc=proc)
                 deadline = time.monotonic() + timeout
                 while True:

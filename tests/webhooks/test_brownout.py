@@ -63,20 +63,20 @@ async def test_a_brownout_for_the_length_of_a_lease_kills_no_event(
     control = SandboxControl(sandbox.url)
 
     await control.set_latency(3000)  # every call slower than the client's timeout
-    started = time.monotonic()
-    for event in events:
-        assert (await post_event(wh_client, event, endpoint="connect")).status_code == 200
-    await enqueuer_for(wh_app.state.arq).flush()
-    worker = build_worker(
-        settings,
-        redis_pool=arq_pool(private_redis.url),
-        burst=True,
-        poll_delay=0.02,
-        ctx={"webhook_backoff_base": 1.0},
-    )
-    run = asyncio.create_task(worker.main())
     idle: list[int] = []
-    try:
+    try:  # the sandbox is the session's: its faults are cleared whatever happens here
+        started = time.monotonic()
+        for event in events:
+            assert (await post_event(wh_client, event, endpoint="connect")).status_code == 200
+        await enqueuer_for(wh_app.state.arq).flush()
+        worker = build_worker(
+            settings,
+            redis_pool=arq_pool(private_redis.url),
+            burst=True,
+            poll_delay=0.02,
+            ctx={"webhook_backoff_base": 1.0},
+        )
+        run = asyncio.create_task(worker.main())
         while time.monotonic() - started < LEASE / 2:
             idle.append(await _idle_in_transaction(settings.database_url.reveal()))
             await asyncio.sleep(0.1)
